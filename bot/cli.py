@@ -1,0 +1,63 @@
+"""``moodtune`` — one command, many subcommands.
+
+Each subcommand lives beside the code it drives (``crawler/cli.py``, ``training/cli.py``,
+``indexing/cli.py``, ``bot/commands.py``) and is imported only when chosen, so ``moodtune chat``
+never pays for importing torch and a missing ``[train]`` extra only breaks the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, help). The module provides ``configure(parser)`` and ``run(args) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("bot.commands_run", "start the bot: Discord / Kakao if configured, else console chat"),
+    "chat": ("bot.commands_chat", "talk to the recommender in this terminal"),
+    "classify": ("inference.cli", "print the emotion vector of sentences (classifier demo)"),
+    "crawl": ("crawler.cli", "collect song lyrics from Melon (needs explicit permission flag)"),
+    "label": ("training.label_cli", "label song lyrics with the classifier -> catalogue"),
+    "catalog": ("indexing.catalog_cli", "inspect a catalogue (stats)"),
+    "index": ("indexing.cli", "build the Annoy index from a catalogue"),
+    "train-classifier": ("training.classifier_cli", "train/fine-tune the emotion classifier"),
+    "export": ("training.export_cli", "export a trained classifier to ONNX (+ int8)"),
+    "train-cf": ("training.cf_cli", "train collaborative filtering from stored feedback"),
+    "eval": ("training.eval_cli", "evaluate a classifier on a labelled CSV"),
+    "bench": ("benchmarks.run_cli", "run the benchmark scripts"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="moodtune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    # Parse only the command name first, then let the chosen module define its own flags.
+    known, _ = parser.parse_known_args(argv[:1])
+    return parser, known
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, known = build_parser(argv)
+    if not known.command:
+        parser.print_help()
+        return 2
+    module_name, help_ = COMMANDS[known.command]
+    sub = argparse.ArgumentParser(prog=f"moodtune {known.command}", description=help_)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        hint = " (install the training extra: pip install -e '.[train]')" if exc.name in {
+            "torch", "transformers", "optimum", "sklearn", "implicit", "matplotlib"} else ""
+        print(f"moodtune {known.command}: missing module {exc.name}{hint}", file=sys.stderr)
+        return 2
+    module.configure(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Re-ranking: from Annoy's nearest-by-mood candidates to the five tracks a person gets.
+
+Pure and synchronous (numpy only), so it is unit-tested without the bot and runs in the
+engine's worker thread. Nearest-by-mood alone returns five near-identical songs, often by one
+artist; the blend below adds the user's taste (CF), a little popularity, and MMR variety.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexing.catalog import Song
+from inference.emotions import EMOTIONS, NUM_EMOTIONS
+
+__all__ = ["RankWeights", "Ranked", "explain", "rerank"]
+
+
+@dataclass(frozen=True, slots=True)
+class RankWeights:
+    mood: float = 1.0
+    cf: float = 0.35
+    popularity: float = 0.10
+    mmr_lambda: float = 0.75  # 1 = pure relevance, 0 = pure variety
+    max_per_artist: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    song: Song
+    score: float  # blended relevance used for ordering
+    mood: float  # cosine between the mood vector and the song vector
+    cf: float | None  # the user's CF score in [0, 1] when a CF model scored this song
+    popularity: float
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def rerank(
+    query: np.ndarray,
+    candidates: Sequence[tuple[Song, float]],
+    k: int,
+    weights: RankWeights = RankWeights(),
+    cf_scores: Mapping[str, float] | None = None,
+) -> list[Ranked]:
+    """Pick ``k`` of ``candidates`` by blended relevance with MMR diversity and an artist cap.
+
+    ``cf_scores`` are the user's CF scores already scaled to [0, 1]; songs absent from it (new
+    songs nobody rated yet) get the mean, so fresh catalogue entries are not buried.
+    """
+    if k <= 0 or not candidates:
+        return []
+    q = _unit(np.asarray(query, dtype=np.float32).reshape(NUM_EMOTIONS))
+    songs = [s for s, _ in candidates]
+    V = _unit(np.asarray([s.vector for s in songs], dtype=np.float32))
+    mood = V @ q
+    pop = np.asarray([s.popularity for s in songs], dtype=np.float32)
+    if pop.max() > pop.min():
+        pop = (pop - pop.min()) / (pop.max() - pop.min())
+    else:
+        pop = np.zeros_like(pop)
+    cf = None
+    rel = weights.mood * mood + weights.popularity * pop
+    if cf_scores:
+        known = [cf_scores[s.song_id] for s in songs if s.song_id in cf_scores]
+        fill = float(np.mean(known)) if known else 0.5
+        cf = np.asarray([cf_scores.get(s.song_id, fill) for s in songs], dtype=np.float32)
+        rel = rel + weights.cf * cf
+    sim = V @ V.T
+    chosen: list[int] = []
+    per_artist: dict[str, int] = {}
+    remaining = list(range(len(songs)))
+    lam = weights.mmr_lambda
+    while remaining and len(chosen) < k:
+        best, best_val = -1, -np.inf
+        for i in remaining:
+            artist = songs[i].artist.casefold()
+            if per_artist.get(artist, 0) >= weights.max_per_artist:
+                continue
+            redundancy = max((sim[i, j] for j in chosen), default=0.0)
+            val = lam * rel[i] - (1 - lam) * redundancy
+            if val > best_val:
+                best, best_val = i, val
+        if best < 0:  # only capped artists remain: relax the cap rather than return fewer songs
+            best = max(remaining, key=lambda i: rel[i])
+        chosen.append(best)
+        remaining.remove(best)
+        a = songs[best].artist.casefold()
+        per_artist[a] = per_artist.get(a, 0) + 1
+    return [Ranked(songs[i], float(rel[i]), float(mood[i]),
+                   None if cf is None else float(cf[i]), float(pop[i])) for i in chosen]
+
+
+def _top(v: np.ndarray, n: int) -> list[int]:
+    return [int(i) for i in np.argsort(-v)[:n]]
+
+
+def explain(query: np.ndarray, ranked: Ranked, *, explicit: bool = False) -> str:
+    """One Korean line saying why this song was picked (the shared emotions, taste, variety)."""
+    q = np.asarray(query, dtype=np.float32)
+    s = np.asarray(ranked.song.vector, dtype=np.float32)
+    s = s / max(float(s.sum()), 1e-9)
+    shared = q * s
+    lead = _top(shared, 2)
+    parts = [f"{EMOTIONS[i].emoji}{EMOTIONS[i].ko} {s[i]:.0%}" for i in lead if s[i] >= 0.1]
+    mood_part = " · ".join(parts) if parts else f"{EMOTIONS[_top(s, 1)[0]].ko} 곡"
+    if explicit:
+        head = f"{EMOTIONS[_top(q, 1)[0]].ko} 무드에 맞는 곡"
+    else:
+        head = f"지금 기분과 {ranked.mood:.0%} 닮은 곡"
+    line = f"{head} ({mood_part})"
+    if ranked.cf is not None and ranked.cf >= 0.7:
+        line += " · 취향 저격 예상"
+    if ranked.song.source == "description":
+        line += " · 곡 소개글 기준"
+    return line

@@ -1,0 +1,95 @@
+"""All configuration in one place: defaults → ``.env`` → environment → CLI flags.
+
+Everything an operator may change lives here (and, commented, in ``.env.example``), so no module
+reads ``os.environ`` itself and tests build a ``Settings(...)`` instead of monkeypatching globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Writable state: database, index, CF model.")
+    database_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/moodtune.sqlite3")
+    store_message_text: bool = Field(False, description="Keep raw user messages (privacy: off).")
+
+    # --- model / catalogue / index ---------------------------------------------------------
+    model_dir: Path | None = Field(None, description="Classifier dir; default: the shipped model.")
+    model_variant: Literal["auto", "int8", "fp32"] = "auto"
+    model_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
+    catalog_path: Path | None = Field(None, description="Catalogue file; default: shipped starter.")
+    index_dir: Path | None = Field(None, description="Annoy index dir; default DATA_DIR/index")
+    annoy_n_trees: int = Field(10, ge=1, le=500)
+    annoy_search_k: int = Field(1000, ge=-1)
+
+    # --- ranking ---------------------------------------------------------------------------
+    rec_k: int = Field(5, ge=1, le=10, description="Tracks per reply.")
+    rec_candidates: int = Field(60, ge=5, le=1000, description="Annoy candidates before re-rank.")
+    weight_mood: float = 1.0
+    weight_cf: float = 0.35
+    weight_popularity: float = 0.10
+    mmr_lambda: float = Field(0.75, ge=0.0, le=1.0, description="1 = relevance only, 0 = variety only.")
+    max_per_artist: int = Field(1, ge=1, le=10)
+    no_repeat_last: int = Field(5, ge=0, le=100, description="Recent recommendations not repeated.")
+    cf_path: Path | None = Field(None, description="CF artifact; default DATA_DIR/cf")
+    cf_min_events: int = Field(5, ge=0, description="Events before a user gets CF scores.")
+
+    # --- input limits ----------------------------------------------------------------------
+    max_input_chars: int = Field(2000, ge=10, le=100_000)
+    rate_limit_per_minute: int = Field(12, ge=1)
+
+    # --- Discord ---------------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    discord_dev_guild_ids: list[int] = Field(default_factory=list)
+    discord_admin_user_ids: list[int] = Field(default_factory=list)
+    discord_admin_role_ids: list[int] = Field(default_factory=list)
+
+    # --- KakaoTalk -------------------------------------------------------------------------
+    kakao_enabled: bool = False
+    kakao_host: str = "127.0.0.1"
+    kakao_port: int = Field(8080, ge=0, le=65535)
+    kakao_secret: SecretStr | None = None
+    kakao_callback_after_ms: int = Field(3500, ge=100, le=4900)
+    kakao_max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    # --- logging ---------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("discord_dev_guild_ids", "discord_admin_user_ids", "discord_admin_role_ids",
+                     mode="before")
+    @classmethod
+    def _split_ids(cls, v: object) -> object:
+        """Accept "1,2,3" from .env as well as JSON lists."""
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return v
+            return [int(x) for x in v.replace(" ", "").split(",") if x]
+        if isinstance(v, int):
+            return [v]
+        return v
+
+    @property
+    def resolved_database_path(self) -> Path:
+        return self.database_path or self.data_dir / "moodtune.sqlite3"
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir / "index"
+
+    @property
+    def resolved_cf_path(self) -> Path:
+        return self.cf_path or self.data_dir / "cf"

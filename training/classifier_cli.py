@@ -1,0 +1,79 @@
+"""``moodtune train-classifier`` — train (and by default export) the emotion classifier."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from training.data import default_label_map_path, default_peace_path
+    from training.paths import emotion_csv
+
+    parser.add_argument("--data", type=Path, default=emotion_csv(),
+                        help="labelled CSV (sentence,label); default: shared 7-emotion corpus")
+    parser.add_argument("--label-map", type=Path, default=default_label_map_path(),
+                        help="JSON: source label -> one of the six")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[default_peace_path()],
+                        help="more labelled CSVs mapped with the same label map (default: 평화 set)")
+    parser.add_argument("--base", default=None,
+                        help="HF checkpoint to fine-tune (e.g. klue/roberta-large, must be cached)")
+    parser.add_argument("--init", choices=["scratch", "e5"], default="e5",
+                        help="compact model init when --base is not given")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--optimizer", choices=["adamw", "adafactor"], default=None)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=None)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/classifier"),
+                        help="Hugging Face model dir written by training")
+    parser.add_argument("--export-to", type=Path, default=Path("runs/classifier-onnx"),
+                        help="serving model dir (ONNX); use inference/models/default to ship")
+    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.classifier import TrainConfig, train
+    from training.data import build_dataset, load_label_map
+
+    lmap = load_label_map(args.label_map)
+    sources = [(args.data, lmap)] + [(p, lmap) for p in args.extra]
+    data = build_dataset(sources, seed=args.seed)
+    seed_recipe = args.base and "roberta" in args.base  # the seed project's recipe for big models
+    cfg = TrainConfig(
+        base=args.base, init=args.init, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr or (1e-6 if seed_recipe else (1e-4 if args.init == "e5" or args.base else 5e-4)),
+        optimizer=args.optimizer or ("adafactor" if seed_recipe else "adamw"),
+        max_length=args.max_length, num_layers=args.layers or (4 if args.init == "e5" else 3),
+        hidden_size=args.hidden, patience=args.patience, seed=args.seed, threads=args.threads)
+    result = train(data, args.out, cfg, resume=args.resume)
+    print(f"best epoch {result.best.get('epoch')}: val macro-F1 {result.best['macro_f1']:.4f} "
+          f"({result.seconds:.0f}s) -> {result.model_dir}")
+    if args.no_export:
+        return 0
+    from training.export import export_model
+
+    meta = export_model(
+        args.out, args.export_to,
+        eval_texts=[e.text for e in data.test], eval_labels=[e.label for e in data.test],
+        info={"max_length": args.max_length, "base": args.base or f"compact/{args.init}",
+              "data_sources": [str(p.name) for p, _ in sources],
+              "label_map": {k: v for k, v in _read_map(args.label_map).items()},
+              "split": {"seed": args.seed, "val_frac": 0.1, "test_frac": 0.1},
+              "train_seconds": round(result.seconds, 1)})
+    print(f"exported -> {args.export_to} (test macro-F1 int8 "
+          f"{meta['metrics'].get('test_int8', {}).get('macro_f1', float('nan')):.4f})")
+    return 0
+
+
+def _read_map(path: Path) -> dict:
+    import json
+
+    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items()
+            if not k.startswith("_")}

@@ -1,0 +1,120 @@
+"""The model card: what the model is, what it was trained on, and how well it does per class.
+
+Written next to the ONNX files so that whoever ships or replaces the model sees the numbers
+(and the confusions) that justify it, not just a file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_confusion", "plot_history", "write_model_card"]
+
+
+def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from inference.emotions import EMOTIONS, LABELS
+
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    names = [EMOTIONS[LABELS.index(lab)].en if lab in LABELS else lab for lab in labels]
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center",
+                    fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    ep = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 4), dpi=110)
+    ax1.plot(ep, [h["train_loss"] for h in history], "o-", color="tab:red", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:red")
+    ax2 = ax1.twinx()
+    ax2.plot(ep, [h["val_macro_f1"] for h in history], "s-", color="tab:blue", label="val macro-F1")
+    ax2.plot(ep, [h["val_accuracy"] for h in history], "^--", color="tab:green", label="val acc")
+    ax2.set_ylabel("validation")
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    ax1.set_title("training curve")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _table(m: dict[str, Any]) -> str:
+    rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for lab, r in m["per_class"].items():
+        rows.append(f"| {lab} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                    f"{r['support']} |")
+    rows.append(f"| **macro** | | | **{m['macro_f1']:.3f}** | accuracy {m['accuracy']:.3f} |")
+    return "\n".join(rows)
+
+
+def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, Any]) -> None:
+    """README.md + confusion.png + training_curve.png in ``model_dir``."""
+    metrics = meta.get("metrics", {})
+    best = metrics.get("test_int8") or metrics.get("test_fp32")
+    if best:
+        plot_confusion(best["confusion"], best["labels"], model_dir / "confusion.png",
+                       "held-out test (row-normalised)")
+    plot_history(training.get("history", []), model_dir / "training_curve.png")
+    cfg = training.get("config", {})
+    data = training.get("data", {})
+    lines = [
+        "# moodtune default emotion classifier",
+        "",
+        f"Created {meta.get('created_at')} by `moodtune train-classifier` + `moodtune export`.",
+        f"Labels (model order): {', '.join(meta['labels'])}. Max length {meta['max_length']} tokens.",
+        "",
+        "## Model",
+        f"- base: `{cfg.get('base') or 'compact encoder built here'}`, init `{cfg.get('init')}`,"
+        f" {training.get('parameters', 0) / 1e6:.2f}M parameters, layers {cfg.get('num_layers')}",
+        f"- optimiser {cfg.get('optimizer')}, lr {cfg.get('lr')}, batch {cfg.get('batch_size')},"
+        f" epochs run {len(training.get('history', []))} (best {training.get('best', {}).get('epoch')}),"
+        f" label smoothing {cfg.get('label_smoothing')}, seed {cfg.get('seed')}",
+        f"- files: {json.dumps(meta.get('files', {}))}",
+        f"- ONNX vs PyTorch max |Δlogit|: {metrics.get('onnx_vs_torch_max_abs_diff', float('nan')):.2e};"
+        f" int8 vs fp32 prediction agreement: {metrics.get('int8_agreement_with_fp32', float('nan')):.4f}",
+        "",
+        "## Data",
+        f"- sources: {', '.join(meta.get('data_sources', []))}",
+        f"- label map: `{json.dumps(meta.get('label_map', {}), ensure_ascii=False)}`",
+        f"- split (stratified, seed {cfg.get('seed')}): train {sum(data.get('train', {}).values())},"
+        f" val {sum(data.get('val', {}).values())}, test {sum(data.get('test', {}).values())}"
+        f" (test sha256 `{str(data.get('test_sha256', ''))[:16]}…`)",
+        f"- per class (train): {json.dumps(data.get('train', {}), ensure_ascii=False)}",
+        "",
+    ]
+    for key, title in (("test_fp32", "Held-out test — ONNX fp32"),
+                       ("test_int8", "Held-out test — ONNX int8 (served by default)")):
+        if key in metrics:
+            lines += [f"## {title}", "", _table(metrics[key]), ""]
+    if meta.get("notes"):
+        lines += ["## Notes", "", meta["notes"], ""]
+    lines += ["![confusion](confusion.png)", "", "![training curve](training_curve.png)", ""]
+    (model_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
