@@ -1,0 +1,372 @@
+"""Polite HTTP for the crawler: bounded connections, per-host pacing, retries, robots.txt, stop.
+
+Why each piece exists:
+
+* **pacing** (:class:`HostRateLimiter`) — Melon blocks clients after ~1,000 fast detail-page
+  requests; one request per host every ``min_interval`` s (+ jitter, never less) is the contract,
+  however many workers run. The limiter spaces *actual* request starts, so concurrency only
+  overlaps latency, it never raises the rate.
+* **retries** — timeouts, resets, 429 and 5xx are usually transient; exponential backoff with
+  jitter (and ``Retry-After`` when the server says how long) avoids hammering a struggling host.
+* **global stop** (:class:`CrawlBlockedError`) — N consecutive 403/429 means we are blocked;
+  carrying on would only deepen the block, so the whole crawl stops and can resume later.
+* **robots.txt** — fetched once per host and obeyed unless the operator explicitly opts out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+import urllib.robotparser
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "CrawlBlockedError",
+    "CrawlHttpError",
+    "FetchResult",
+    "HostRateLimiter",
+    "HttpConfig",
+    "HttpStatusError",
+    "PermissionRequiredError",
+    "PoliteHttp",
+    "RobotsDisallowedError",
+    "TransportError",
+    "backoff_delay",
+    "is_melon_host",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_AGENT = "moodtune-crawler/0.1 (personal research crawler; polite, resumable)"
+BLOCK_STATUSES = frozenset({403, 429})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
+
+
+class CrawlHttpError(Exception):
+    """Base class: an HTTP fetch failed in a way the crawler records as an ``error``."""
+
+    reason = "http_error"
+
+
+class TransportError(CrawlHttpError):
+    """Timeout or connection failure that persisted through all retries."""
+
+    def __init__(self, url: str, kind: str, detail: str) -> None:
+        super().__init__(f"{kind} fetching {url} after retries: {detail}")
+        self.url, self.kind = url, kind
+        self.reason = kind
+
+
+class HttpStatusError(CrawlHttpError):
+    """The server answered with an error status (after retries for retryable ones)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"HTTP {status} for {url}")
+        self.url, self.status = url, status
+        self.reason = f"http_{status}"
+
+
+class RobotsDisallowedError(CrawlHttpError):
+    """robots.txt forbids this URL for our user agent (no request was made)."""
+
+    reason = "robots_disallowed"
+
+    def __init__(self, url: str, user_agent: str) -> None:
+        super().__init__(
+            f"robots.txt disallows {url} for user agent {user_agent!r}. The site asks crawlers not "
+            "to fetch this; get the site's permission, and only then consider --ignore-robots.")
+        self.url = url
+
+
+class CrawlBlockedError(CrawlHttpError):
+    """Too many consecutive 403/429 answers: the host is blocking us. Stop everything."""
+
+    reason = "blocked"
+
+
+class PermissionRequiredError(Exception):
+    """Crawling a real melon.com host without ``--i-have-permission``."""
+
+
+def is_melon_host(url: str) -> bool:
+    """True for melon.com and its subdomains (the real service, as opposed to a test server)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return host == "melon.com" or host.endswith(".melon.com")
+
+
+@dataclass(slots=True)
+class HttpConfig:
+    """Knobs for :class:`PoliteHttp`. Defaults are the polite production values."""
+
+    base_url: str = "https://www.melon.com"
+    user_agent: str = DEFAULT_USER_AGENT
+    min_interval: float = 2.0
+    jitter: float = 0.25
+    concurrency: int = 2
+    timeout: float = 20.0
+    max_retries: int = 4
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_cap: float = 300.0
+    max_consecutive_blocks: int = 5
+    respect_robots: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_interval < 0 or self.jitter < 0:
+            raise ValueError("min_interval and jitter must be >= 0")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A 2xx or 404 answer (404 is data for the crawler: "no such song/album")."""
+
+    url: str
+    status: int
+    text: str
+
+
+def parse_retry_after(value: str | None, *, cap: float, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), capped.
+
+    Returns None when absent or unparseable, so the caller falls back to its own backoff; a date
+    in the past means 0. The cap protects against a header asking us to sleep for a day.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now_ts = time.time() if now is None else now
+    return max(0.0, min(cap, when.timestamp() - now_ts))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, never above ``cap``.
+
+    The random half spreads workers that failed together; the fixed half guarantees real backoff.
+    """
+    r = rng or random
+    d = min(cap, base * (2 ** attempt))
+    return d / 2 + r.uniform(0, d / 2)
+
+
+class HostRateLimiter:
+    """At most one request start per ``min_interval`` (+ up to ``jitter`` × interval) per host.
+
+    The per-host lock is held across the wait and the gap is measured from the previous
+    *actual* start, so late wake-ups can only lengthen gaps, never shorten them.
+    """
+
+    def __init__(self, min_interval: float, jitter: float = 0.0, rng: random.Random | None = None):
+        self.min_interval = min_interval
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last: dict[str, float] = {}
+        self._host_interval: dict[str, float] = {}
+
+    def slow_down(self, host: str, min_interval: float) -> None:
+        """Raise (never lower) one host's interval, e.g. to its robots.txt ``Crawl-delay``."""
+        if min_interval > self._host_interval.get(host, self.min_interval):
+            self._host_interval[host] = min_interval
+
+    def interval(self, host: str) -> float:
+        return self._host_interval.get(host, self.min_interval)
+
+    async def acquire(self, host: str) -> None:
+        lock = self._locks.setdefault(host, asyncio.Lock())
+        async with lock:
+            last = self._last.get(host)
+            if last is not None:
+                gap = self.interval(host) * (1.0 + self._rng.uniform(0, self.jitter))
+                wait = last + gap - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._last[host] = time.monotonic()
+
+
+class PoliteHttp:
+    """One aiohttp session with pacing, retries, robots.txt and the block breaker.
+
+    Use as ``async with PoliteHttp(cfg) as http: await http.get("/path", params)``.
+    """
+
+    def __init__(self, config: HttpConfig, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        self.limiter = HostRateLimiter(config.min_interval, config.jitter, self._rng)
+        self._session: aiohttp.ClientSession | None = None
+        self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self._robots_lock = asyncio.Lock()
+        self._consecutive_blocks = 0
+        self.blocked: CrawlBlockedError | None = None
+        self.requests = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> PoliteHttp:
+        cfg = self.config
+        connector = aiohttp.TCPConnector(limit=cfg.concurrency, limit_per_host=cfg.concurrency,
+                                         ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=cfg.timeout, sock_connect=min(cfg.timeout, 10.0)),
+            headers={"User-Agent": cfg.user_agent,
+                     "Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5",
+                     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"},
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, path: str) -> str:
+        return urljoin(self.config.base_url.rstrip("/") + "/", path.lstrip("/"))
+
+    # ---- robots ----------------------------------------------------------------------------
+
+    async def _robots_for(self, url: str) -> urllib.robotparser.RobotFileParser:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        cached = self._robots.get(origin)
+        if cached is not None:  # fast path: no lock once fetched
+            return cached
+        async with self._robots_lock:
+            rp = self._robots.get(origin)
+            if rp is not None:
+                return rp
+            rp = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
+            try:
+                res = await self._request(origin + "/robots.txt", None, robots=True)
+            except CrawlBlockedError:
+                raise
+            except CrawlHttpError as exc:
+                # RFC 9309: robots.txt unreachable (5xx / network) => assume full disallow.
+                log.warning("robots.txt unreachable (%s): treating %s as disallowed", exc, origin)
+                rp.disallow_all = True
+            else:
+                if res.status in (401, 403):
+                    rp.disallow_all = True
+                elif 400 <= res.status < 500:
+                    rp.allow_all = True
+                else:
+                    rp.parse(res.text.splitlines())
+                    delay = _robots_delay(rp, self.config.user_agent)
+                    if delay:
+                        log.info("robots.txt asks for %.1fs between requests to %s", delay, origin)
+                        self.limiter.slow_down(parts.netloc, delay)
+            rp.modified()
+            self._robots[origin] = rp
+            return rp
+
+    async def check_robots(self, url: str) -> None:
+        """Raise :class:`RobotsDisallowedError` if robots.txt forbids ``url`` (when respected)."""
+        if not self.config.respect_robots:
+            return
+        rp = await self._robots_for(url)
+        if not rp.can_fetch(self.config.user_agent, url):
+            raise RobotsDisallowedError(url, self.config.user_agent)
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def _note_status(self, status: int) -> None:
+        if status in BLOCK_STATUSES:
+            self._consecutive_blocks += 1
+            if self._consecutive_blocks >= self.config.max_consecutive_blocks:
+                self.blocked = CrawlBlockedError(
+                    f"{self._consecutive_blocks} consecutive HTTP 403/429 answers: the site is "
+                    "blocking this crawler. Stopped; wait (hours), slow down (--min-interval) "
+                    "and rerun to resume.")
+                raise self.blocked
+        elif status < 400 or status == 404:
+            self._consecutive_blocks = 0
+
+    async def get(self, path: str, params: Mapping[str, str | int] | None = None) -> FetchResult:
+        """GET ``base_url + path``: robots check, pacing, retries. 2xx/404 return, else raise."""
+        url = self.url(path)
+        await self.check_robots(url)
+        return await self._request(url, params)
+
+    async def _request(self, url: str, params: Mapping[str, str | int] | None, *,
+                       robots: bool = False) -> FetchResult:
+        if self._session is None:
+            raise RuntimeError("PoliteHttp used outside 'async with'")
+        cfg = self.config
+        host = urlsplit(url).netloc
+        attempt = 0
+        while True:
+            if self.blocked is not None:
+                raise self.blocked
+            await self.limiter.acquire(host)
+            self.requests += 1
+            retry_after: float | None = None
+            failure: CrawlHttpError
+            try:
+                async with self._session.get(url, params=params, allow_redirects=True) as resp:
+                    status = resp.status
+                    if status < 300 or status == 404 or (robots and status < 500):
+                        text = await resp.text(errors="replace")
+                        self._note_status(status)
+                        return FetchResult(str(resp.url), status, text)
+                    self._note_status(status)
+                    failure = HttpStatusError(str(resp.url), status)
+                    if status not in RETRY_STATUSES:
+                        raise failure
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                                    cap=cfg.retry_after_cap)
+            except TimeoutError as exc:
+                failure = TransportError(url, "timeout", str(exc) or type(exc).__name__)
+            except aiohttp.ClientPayloadError as exc:
+                failure = TransportError(url, "truncated_body", str(exc))
+            except aiohttp.ClientError as exc:
+                failure = TransportError(url, "connection_error", f"{type(exc).__name__}: {exc}")
+            if attempt >= cfg.max_retries:
+                raise failure
+            delay = backoff_delay(attempt, cfg.backoff_base, cfg.backoff_max, self._rng)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            attempt += 1
+            self.retries += 1
+            log.debug("retry %d for %s in %.2fs (%s)", attempt, url, delay, failure)
+            await asyncio.sleep(delay)
+
+
+def _robots_delay(rp: urllib.robotparser.RobotFileParser, user_agent: str) -> float | None:
+    """Seconds between requests asked by robots.txt (``Crawl-delay`` or ``Request-rate``)."""
+    delays = []
+    crawl_delay = rp.crawl_delay(user_agent)
+    if crawl_delay:
+        delays.append(float(crawl_delay))
+    rate = rp.request_rate(user_agent)
+    if rate and rate.requests:
+        delays.append(rate.seconds / rate.requests)
+    return max(delays) if delays else None
+
+
+def utcnow_iso() -> str:
+    """UTC timestamp for the crawl DB (seconds precision)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
