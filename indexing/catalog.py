@@ -164,7 +164,14 @@ class Catalog:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise CatalogError(f"{p}:{lineno}: not JSON ({exc.msg})") from exc
-                songs.append(Song.from_json(rec))
+                if not isinstance(rec, dict):
+                    raise CatalogError(
+                        f"{p}:{lineno}: expected a JSON object, got {type(rec).__name__}"
+                    )
+                try:
+                    songs.append(Song.from_json(rec))
+                except CatalogError as exc:
+                    raise CatalogError(f"{p}:{lineno}: {exc}") from exc
         return cls(songs)
 
     def save(self, path: str | os.PathLike[str]) -> None:

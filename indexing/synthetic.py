@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.emotions import LABELS, NUM_EMOTIONS, index_of
 from indexing.catalog import Catalog, Song
+from inference.emotions import LABELS, NUM_EMOTIONS, index_of
 
 __all__ = ["GENRES", "mood_queries", "mood_vectors", "synthetic_catalog", "synthetic_songs"]
 
