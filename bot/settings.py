@@ -7,10 +7,10 @@ reads ``os.environ`` itself and tests build a ``Settings(...)`` instead of monke
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -52,9 +52,9 @@ class Settings(BaseSettings):
 
     # --- Discord ---------------------------------------------------------------------------
     discord_token: SecretStr | None = None
-    discord_dev_guild_ids: list[int] = Field(default_factory=list)
-    discord_admin_user_ids: list[int] = Field(default_factory=list)
-    discord_admin_role_ids: list[int] = Field(default_factory=list)
+    discord_dev_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_admin_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     # --- KakaoTalk -------------------------------------------------------------------------
     kakao_enabled: bool = False
@@ -76,7 +76,9 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             v = v.strip()
             if v.startswith("["):
-                return v
+                import json
+
+                return json.loads(v)
             return [int(x) for x in v.replace(" ", "").split(",") if x]
         if isinstance(v, int):
             return [v]

@@ -1,6 +1,14 @@
 import pytest
 
-from inference.emotions import EMOTIONS, LABELS, LABELS_EN, NUM_EMOTIONS, UnknownEmotionError, index_of, parse_emotion
+from inference.emotions import (
+    EMOTIONS,
+    LABELS,
+    LABELS_EN,
+    NUM_EMOTIONS,
+    UnknownEmotionError,
+    index_of,
+    parse_emotion,
+)
 
 
 def test_design_order():
