@@ -1,0 +1,141 @@
+"""Lyric labelling: chunking, weighting, aggregation, resume, and the CSV/description readers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from indexing.catalog import Catalog
+from inference.emotions import index_of
+from tests.fakes import KeywordClassifier
+from training.label import (
+    SongText,
+    aggregate,
+    label_songs,
+    lyric_chunks,
+    read_described_jsonl,
+    read_lyrics_csv,
+    song_id_for,
+)
+
+SAD = "너무 우울해 오늘도 혼자\n눈물만 흘러"
+JOY = "신나 신나 오늘 밤\n행복해 우리 함께"
+
+
+def test_chunks_keep_whole_lines_within_budget():
+    lyrics = "\n".join(f"줄 {i} 가나다라마바사" for i in range(30))
+    chunks = lyric_chunks(lyrics, max_chars=40)
+    assert all(len(c) <= 40 for c in chunks)
+    # every line survives, in order
+    assert " ".join(chunks).split() == " ".join(lyrics.split("\n")).split()
+
+
+def test_stanzas_split_and_credits_dropped():
+    lyrics = "작사: 누구\n첫 줄\n둘째 줄\n\n\n후렴 시작\n후렴 끝\r\n"
+    assert lyric_chunks(lyrics, 100) == ["첫 줄 둘째 줄", "후렴 시작 후렴 끝"]
+
+
+def test_overlong_line_is_cut_at_spaces_not_dropped():
+    line = " ".join(["가나다라"] * 100)
+    chunks = lyric_chunks(line, max_chars=50)
+    assert all(len(c) <= 50 for c in chunks)
+    assert sum(len(c.split()) for c in chunks) == 100
+
+
+def test_empty_and_whitespace_lyrics_give_no_chunks():
+    assert lyric_chunks("") == []
+    assert lyric_chunks("\n \n\t\n") == []
+
+
+def test_aggregate_is_a_weighted_probability_vector():
+    p = np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=np.float32)
+    v = aggregate(p, np.array([3.0, 1.0]))
+    assert v.sum() == pytest.approx(1.0)
+    assert v[0] == pytest.approx(0.75)
+
+
+def test_repeated_chorus_outweighs_a_single_verse(tmp_path):
+    # verse once (sad), chorus four times (joy): the song leads with joy
+    lyrics = "\n\n".join([SAD] + [JOY] * 4)
+    st = SongText("s1", "곡", "가수", lyrics)
+    label_songs([st], KeywordClassifier(), tmp_path / "c.jsonl", progress=False, log=lambda _: None)
+    song = Catalog.load(tmp_path / "c.jsonl").get("s1")
+    assert int(np.argmax(song.vector)) == index_of("기쁨")
+    assert song.extra["chunks"] == 5
+
+
+def _songs(n):
+    moods = [SAD, JOY, "편안하고 여유로운 오후", "불안해 떨려"]
+    return [SongText(f"id{i}", f"제목{i}", f"가수{i % 7}", moods[i % 4]) for i in range(n)]
+
+
+def test_label_writes_catalogue_and_skips_empty_and_duplicates(tmp_path):
+    songs = [*_songs(10), SongText("e", "빈", "가수", "   "), SongText("dup", "제목1", "가수1", JOY)]
+    clf = KeywordClassifier()
+    rep = label_songs(songs, clf, tmp_path / "c.jsonl", progress=False, log=lambda _: None)
+    assert (rep.labelled, rep.empty, rep.duplicates) == (10, 1, 1)
+    cat = Catalog.load(tmp_path / "c.jsonl")
+    assert len(cat) == 10 and "e" not in cat and "dup" not in cat
+    assert not (tmp_path / "c.jsonl.partial").exists()
+
+
+def test_resume_after_interruption_labels_nothing_twice(tmp_path):
+    out = tmp_path / "c.jsonl"
+
+    class Boom(KeywordClassifier):
+        def predict(self, texts):
+            if self.calls >= 8:
+                raise KeyboardInterrupt
+            return super().predict(texts)
+
+    songs = _songs(40)
+    with pytest.raises(KeyboardInterrupt):
+        label_songs(songs, Boom(), out, songs_per_batch=4, progress=False, log=lambda _: None)
+    partial = out.with_name(out.name + ".partial")
+    done_before = {json.loads(line)["song_id"] for line in partial.read_text().splitlines()}
+    assert 0 < len(done_before) < 40
+    clf = KeywordClassifier()
+    rep = label_songs(songs, clf, out, songs_per_batch=4, progress=False, log=lambda _: None)
+    assert rep.skipped_done == len(done_before)
+    assert rep.labelled == 40 - len(done_before)
+    assert clf.calls == 40 - len(done_before)  # one chunk per song, none classified twice
+    assert len(Catalog.load(out)) == 40
+
+
+def test_torn_partial_line_is_relabelled(tmp_path):
+    out = tmp_path / "c.jsonl"
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text('{"song_id": "id0", "title": "제목0", "artist": "가', encoding="utf-8")
+    rep = label_songs(_songs(3), KeywordClassifier(), out, progress=False, log=lambda _: None)
+    assert rep.labelled == 3
+
+
+def test_nothing_labellable_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no song could be labelled"):
+        label_songs([SongText("e", "t", "a", "")], KeywordClassifier(), tmp_path / "c.jsonl",
+                    progress=False, log=lambda _: None)
+
+
+def test_song_ids_are_stable_and_prefer_melon():
+    assert song_id_for("밤편지", "아이유") == song_id_for(" 밤편지", "아이유 ")
+    assert song_id_for("밤편지", "아이유") != song_id_for("밤편지", "다른가수")
+    assert song_id_for("x", "y", 123) == "melon:123"
+
+
+def test_readers(tmp_path):
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text('title,artist,genre,lyrics\n곡,가수,발라드,"첫 줄\n둘째 줄"\n,없음,,x\n',
+                        encoding="utf-8")
+    rows = list(read_lyrics_csv(csv_path))
+    assert len(rows) == 1 and rows[0].genre == "발라드" and "둘째" in rows[0].text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,lyrics\nx,y\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="missing columns"):
+        list(read_lyrics_csv(bad))
+    d = tmp_path / "d.jsonl"
+    d.write_text(json.dumps({"title": "t", "artist": "a", "mood_ko": "잔잔한 노래"},
+                            ensure_ascii=False) + "\n\n", encoding="utf-8")
+    (st,) = list(read_described_jsonl(d))
+    assert st.source == "description" and st.extra["description"] == "잔잔한 노래"

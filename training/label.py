@@ -1,0 +1,334 @@
+"""Song lyrics → one 6-d emotion vector per song → the catalogue ``moodtune index`` reads.
+
+The song vector must live in the same space as a user's message, so it comes from the *same*
+classifier. A lyric is not a chat sentence, though: it is long (far past the model's window),
+repetitive, and its mood is carried by the parts a listener hears most. So:
+
+* **Split** — lyrics are cut into stanzas (blank lines), and each stanza into chunks of
+  consecutive lines that fit the model's window (``max_chars`` ≈ the characters the model's
+  ``max_length`` tokens cover), so nothing is silently truncated away.
+* **Weight** — identical chunks are classified once and weighted by how often they occur: a
+  chorus sung four times counts four times, as it does for the listener. Each occurrence is
+  also weighted by the square root of its length, so a two-word ad-lib ("oh yeah") does not
+  weigh as much as a full verse, without letting one long verse drown the rest.
+* **Aggregate** — the song vector is the weighted mean of the chunk probabilities (still a
+  probability vector, so cosine search and explanations read it like a message's vector).
+
+Songs without lyrics but with a short mood description the project wrote (``source:
+"description"``) go through the same classifier, one text per song.
+
+Resumable: each labelled song is appended (and flushed) to ``<out>.partial`` as it is done; a
+rerun skips what is there, and the final catalogue is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from indexing.catalog import Catalog, Song
+
+__all__ = [
+    "LabelReport",
+    "SongText",
+    "aggregate",
+    "label_songs",
+    "lyric_chunks",
+    "read_described_jsonl",
+    "read_lyrics_csv",
+    "song_id_for",
+]
+
+# Lines that are credits or markup, not sung words.
+_NOISE = re.compile(
+    r"^\s*(?:작사|작곡|편곡|노래|가사|lyrics?|composed|written|arranged|\[.*\]|\(.*(?:repeat|반복).*\))"
+    r"\s*[:：]?",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"[ \t\u3000]+")
+
+
+class Predictor(Protocol):
+    def predict(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SongText:
+    """A song to label: metadata plus the text its vector is read from."""
+
+    song_id: str
+    title: str
+    artist: str
+    text: str
+    source: str = "lyrics"  # "lyrics" | "description"
+    album: str | None = None
+    genre: str | None = None
+    year: int | None = None
+    melon_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class LabelReport:
+    labelled: int = 0
+    skipped_done: int = 0
+    empty: int = 0
+    duplicates: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def songs_per_second(self) -> float:
+        return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "labelled": self.labelled, "skipped_done": self.skipped_done, "empty": self.empty,
+            "duplicates": self.duplicates, "chunks": self.chunks,
+            "seconds": round(self.seconds, 2), "songs_per_second": round(self.songs_per_second, 1),
+            "errors": dict(self.errors),
+        }
+
+
+def _norm_key(text: str) -> str:
+    t = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"[\W_]+", "", t)
+
+
+def song_id_for(title: str, artist: str, melon_id: str | int | None = None) -> str:
+    """Stable id: the Melon id when known, else a hash of the normalised title and artist.
+
+    Stable ids matter beyond labelling: feedback and CF factors refer to songs by id, so
+    relabelling a catalogue must not orphan what users told us about its songs.
+    """
+    if melon_id not in (None, ""):
+        return f"melon:{melon_id}"
+    h = hashlib.sha1(f"{_norm_key(title)}\x1f{_norm_key(artist)}".encode()).hexdigest()[:12]
+    return f"ta:{h}"
+
+
+def lyric_chunks(lyrics: str, max_chars: int = 120) -> list[str]:
+    """Stanzas → chunks of whole consecutive lines of at most ``max_chars`` characters.
+
+    A single line longer than ``max_chars`` (prose-like lyrics, rap verses) is cut at spaces.
+    Credit lines and empty lines are dropped; whitespace is normalised so that repeats of a
+    chorus compare equal.
+    """
+    text = unicodedata.normalize("NFC", lyrics.replace("\r\n", "\n").replace("\r", "\n"))
+    stanzas = re.split(r"\n\s*\n", text)
+    out: list[str] = []
+    for stanza in stanzas:
+        lines = [_SPACES.sub(" ", ln).strip() for ln in stanza.split("\n")]
+        lines = [ln for ln in lines if ln and not _NOISE.match(ln)]
+        cur = ""
+        for ln in lines:
+            for piece in _split_long(ln, max_chars):
+                if cur and len(cur) + 1 + len(piece) > max_chars:
+                    out.append(cur)
+                    cur = piece
+                else:
+                    cur = f"{cur} {piece}" if cur else piece
+        if cur:
+            out.append(cur)
+    return out
+
+
+def _split_long(line: str, max_chars: int) -> Iterator[str]:
+    while len(line) > max_chars:
+        cut = line.rfind(" ", 0, max_chars)
+        cut = cut if cut > max_chars // 3 else max_chars
+        yield line[:cut].strip()
+        line = line[cut:].strip()
+    if line:
+        yield line
+
+
+def aggregate(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of probability rows, renormalised to sum to one."""
+    w = np.asarray(weights, dtype=np.float64)
+    v = (np.asarray(probs, dtype=np.float64) * w[:, None]).sum(axis=0) / max(w.sum(), 1e-12)
+    return (v / v.sum()).astype(np.float32)
+
+
+def _chunk_weights(chunks: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Unique chunks and their weights: occurrences × sqrt(length)."""
+    counts = Counter(chunks)
+    uniq = list(counts)
+    w = np.asarray([counts[c] * np.sqrt(len(c)) for c in uniq], dtype=np.float64)
+    return uniq, w
+
+
+# ---------------------------------------------------------------------------------- readers
+def read_lyrics_csv(path: str | Path) -> Iterator[SongText]:
+    """``title,artist,genre,lyrics`` (+ optional ``album,year,melon_id``) rows."""
+    p = Path(path)
+    with p.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"title", "artist", "lyrics"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{p}: missing columns {sorted(missing)} (has {reader.fieldnames})")
+        for row in reader:
+            title = (row.get("title") or "").strip()
+            artist = (row.get("artist") or "").strip()
+            if not title:
+                continue
+            year = (row.get("year") or "").strip()
+            melon_id = (row.get("melon_id") or "").strip() or None
+            yield SongText(
+                song_id=song_id_for(title, artist, melon_id), title=title, artist=artist,
+                text=row.get("lyrics") or "", source="lyrics",
+                album=(row.get("album") or "").strip() or None,
+                genre=(row.get("genre") or "").strip() or None,
+                year=int(year) if year.isdigit() else None, melon_id=melon_id,
+                extra={"provenance": p.name})
+
+
+def read_crawl_db(path: str | Path) -> Iterator[SongText]:
+    """Every ``found`` song of a crawl database (``moodtune crawl``)."""
+    from crawler.state import iter_lyrics
+
+    for r in iter_lyrics(path):
+        mid = str(r.melon_id) if r.melon_id else None
+        yield SongText(
+            song_id=song_id_for(r.title, r.artist, mid), title=r.title, artist=r.artist,
+            text=r.lyrics, source="lyrics", album=r.album, genre=r.genre, year=r.year,
+            melon_id=mid, extra={"provenance": "crawl", "seed_id": r.seed_id})
+
+
+def read_described_jsonl(path: str | Path) -> Iterator[SongText]:
+    """Songs the project describes in a sentence of its own (no lyrics are used)."""
+    p = Path(path)
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                title, artist, text = d["title"].strip(), d["artist"].strip(), d["mood_ko"]
+            except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+                raise ValueError(f"{p}:{lineno}: bad record ({exc})") from exc
+            yield SongText(
+                song_id=song_id_for(title, artist, d.get("melon_id")), title=title,
+                artist=artist, text=text, source="description", genre=d.get("genre"),
+                year=d.get("year"), melon_id=d.get("melon_id"),
+                extra={"provenance": p.name, "description": text})
+
+
+# ---------------------------------------------------------------------------------- labelling
+def _song_from(st: SongText, vec: np.ndarray, n_chunks: int) -> Song:
+    extra = {**st.extra, "chunks": n_chunks}
+    return Song(song_id=st.song_id, title=st.title, artist=st.artist,
+                vector=tuple(float(x) for x in vec), album=st.album, genre=st.genre,
+                year=st.year, melon_id=st.melon_id, source=st.source, extra=extra)
+
+
+def _read_partial(path: Path) -> dict[str, Song]:
+    done: dict[str, Song] = {}
+    if not path.exists():
+        return done
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                s = Song.from_json(json.loads(line))
+            except Exception:  # a torn last line after a kill: relabel that song
+                continue
+            done[s.song_id] = s
+    return done
+
+
+def label_songs(
+    songs: Iterable[SongText],
+    classifier: Predictor,
+    out_path: str | Path,
+    *,
+    max_chars: int = 120,
+    songs_per_batch: int = 32,
+    resume: bool = True,
+    progress: bool = True,
+    total: int | None = None,
+    log: Callable[[str], None] = print,
+) -> LabelReport:
+    """Label ``songs`` and write the catalogue to ``out_path`` (JSON Lines, atomic).
+
+    Songs are classified ``songs_per_batch`` at a time, all their chunks in one ``predict`` call
+    (which sorts by length and batches internally). Duplicate (title, artist) pairs keep the
+    first; a song with no usable text is counted and skipped, never given a made-up vector.
+    """
+    from tqdm.auto import tqdm
+
+    out_path = Path(out_path)
+    partial = out_path.with_name(out_path.name + ".partial")
+    if not resume:
+        partial.unlink(missing_ok=True)
+    done = _read_partial(partial)
+    report = LabelReport(skipped_done=len(done))
+    seen_keys = {(_norm_key(s.title), _norm_key(s.artist)) for s in done.values()}
+    t0 = time.perf_counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total, disable=not progress, unit="song", desc="labelling")
+    bar.update(len(done))
+    with partial.open("a", encoding="utf-8") as fh:
+        batch: list[tuple[SongText, list[str], np.ndarray, int]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            texts = [c for _, chunks, _, _ in batch for c in chunks]
+            probs = classifier.predict(texts)
+            report.chunks += len(texts)
+            pos = 0
+            for st, chunks, w, n_total in batch:
+                vec = aggregate(probs[pos : pos + len(chunks)], w)
+                pos += len(chunks)
+                song = _song_from(st, vec, n_total)
+                fh.write(json.dumps(song.to_json(), ensure_ascii=False) + "\n")
+                done[song.song_id] = song
+                report.labelled += 1
+            fh.flush()
+            bar.update(len(batch))
+            bar.set_postfix(chunks=report.chunks)
+            batch.clear()
+
+        for st in songs:
+            if st.song_id in done:
+                continue
+            key = (_norm_key(st.title), _norm_key(st.artist))
+            if key in seen_keys:
+                report.duplicates += 1
+                continue
+            if st.source == "description":
+                chunks = [" ".join(st.text.split())] if st.text.strip() else []
+            else:
+                chunks = lyric_chunks(st.text, max_chars)
+            if not chunks:
+                report.empty += 1
+                bar.update(1)
+                continue
+            seen_keys.add(key)
+            uniq, w = _chunk_weights(chunks)
+            batch.append((st, uniq, w, len(chunks)))
+            if len(batch) >= songs_per_batch:
+                flush()
+        flush()
+    bar.close()
+    report.seconds = time.perf_counter() - t0
+    if not done:
+        raise ValueError("no song could be labelled: every input was empty or a duplicate")
+    Catalog(done.values()).save(out_path)
+    partial.unlink(missing_ok=True)
+    log(f"labelled {report.labelled} songs ({report.skipped_done} from an earlier run, "
+        f"{report.empty} without text, {report.duplicates} duplicates) in {report.seconds:.1f}s "
+        f"= {report.songs_per_second:.1f} songs/s, {report.chunks} chunks -> {out_path}")
+    return report

@@ -1,0 +1,66 @@
+"""``moodtune label`` — label song texts with the classifier and write a catalogue.
+
+Inputs can be combined: a crawl database (``moodtune crawl``), lyrics CSVs (``title,artist,
+genre,lyrics``) and the project's mood descriptions. The starter catalogue shipped in
+``indexing/data/catalog.jsonl`` is built with::
+
+    moodtune label --csv ../shared/data/songs/melon_lyrics.csv \\
+        --described training/data/described_songs.jsonl --out indexing/data/catalog.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crawl-db", type=Path, action="append", default=[],
+                        help="crawl database written by `moodtune crawl` (repeatable)")
+    parser.add_argument("--csv", type=Path, action="append", default=[],
+                        help="lyrics CSV with title,artist,lyrics[,genre,album,year,melon_id]")
+    parser.add_argument("--described", type=Path, action="append", default=[],
+                        help="JSON Lines of songs with a mood description (title,artist,mood_ko)")
+    parser.add_argument("--out", type=Path, default=Path("var/catalog.jsonl"),
+                        help="catalogue to write (default: var/catalog.jsonl; then "
+                             "`moodtune index --catalog` it or set CATALOG_PATH)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="classifier dir (default: the shipped model)")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    parser.add_argument("--max-chars", type=int, default=120,
+                        help="characters per lyric chunk (about the model's window)")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore the partial output of an interrupted run")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import itertools
+    import sys
+
+    from inference.classifier import EmotionClassifier
+    from training.label import label_songs, read_crawl_db, read_described_jsonl, read_lyrics_csv
+
+    if not (args.crawl_db or args.csv or args.described):
+        print("moodtune label: give at least one of --crawl-db, --csv, --described",
+              file=sys.stderr)
+        return 2
+    for p in [*args.crawl_db, *args.csv, *args.described]:
+        if not p.exists():
+            print(f"moodtune label: input not found: {p}", file=sys.stderr)
+            return 2
+    clf = EmotionClassifier.load(args.model_dir, threads=args.threads, batch_size=64)
+    sources = itertools.chain(
+        *(read_crawl_db(p) for p in args.crawl_db),
+        *(read_lyrics_csv(p) for p in args.csv),
+        *(read_described_jsonl(p) for p in args.described),
+    )
+    # Counting a crawl database would read every lyric twice; the files are small.
+    total = None if args.crawl_db else sum(
+        1 for _ in itertools.chain(*(read_lyrics_csv(p) for p in args.csv),
+                                   *(read_described_jsonl(p) for p in args.described)))
+    report = label_songs(sources, clf, args.out, max_chars=args.max_chars,
+                         resume=not args.restart, progress=not args.no_progress, total=total)
+    print(f"model {clf.fingerprint} ({clf.variant}); next: moodtune catalog stats --catalog "
+          f"{args.out} && moodtune index --catalog {args.out}")
+    return 0 if report.labelled or report.skipped_done else 1
