@@ -33,6 +33,7 @@ __all__ = [
     "InputTooLongError",
     "Recommendation",
     "Recommender",
+    "StartupError",
     "Track",
     "UnknownSongError",
 ]
@@ -40,6 +41,10 @@ __all__ = [
 
 class EngineError(RuntimeError):
     """Base class for errors a user can be told about."""
+
+
+class StartupError(RuntimeError):
+    """The engine cannot start: model, catalogue, index or database unusable (message says how to fix)."""
 
 
 class InputTooLongError(EngineError):
@@ -112,17 +117,27 @@ class Recommender:
     async def open(cls, settings: Settings | None = None, *, classifier: EmotionClassifier | None = None,
                    store: Any | None = None, use_store: bool = True) -> Recommender:
         """Load model, index (building it from the catalogue on first start) and store."""
+        from indexing.index import SongIndexError
+        from inference.classifier import ModelLoadError
+
         settings = settings or Settings()
         loop = asyncio.get_running_loop()
-        if classifier is None:
-            classifier = await loop.run_in_executor(None, lambda: EmotionClassifier.load(
-                settings.model_dir, variant=settings.model_variant, threads=settings.model_threads))
-        index = await loop.run_in_executor(None, _open_or_build_index, settings, classifier)
+        try:
+            if classifier is None:
+                classifier = await loop.run_in_executor(None, lambda: EmotionClassifier.load(
+                    settings.model_dir, variant=settings.model_variant,
+                    threads=settings.model_threads))
+            index = await loop.run_in_executor(None, _open_or_build_index, settings, classifier)
+        except (ModelLoadError, CatalogError, SongIndexError) as exc:
+            raise StartupError(str(exc)) from exc
         if store is None and use_store:
-            from bot.store import Store
+            from bot.store import Store, StoreError
 
-            store = await Store.open(settings.resolved_database_path,
-                                     store_message_text=settings.store_message_text)
+            try:
+                store = await Store.open(settings.resolved_database_path,
+                                         store_message_text=settings.store_message_text)
+            except StoreError as exc:
+                raise StartupError(str(exc)) from exc
         rec = cls(settings, classifier, index, store)
         await rec.reload_cf(quiet=True)
         return rec
@@ -172,7 +187,7 @@ class Recommender:
     async def more_like(self, user_id: str, song_id: str, k: int | None = None, *,
                         channel: str = "console") -> Recommendation:
         """"More like this": the song's own vector is the mood."""
-        song = self._index.song(song_id)
+        song = self._index.get(song_id)
         if song is None:
             raise UnknownSongError(f"그 곡은 목록에 없어요: {song_id}")
         vec = np.asarray(song.vector, dtype=np.float32)

@@ -1,0 +1,86 @@
+"""Console chat: the line handler on a fake classifier, and the real CLI through piped stdin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.console import ConsoleChat
+from bot.engine import Recommender
+from tests.fakes import KeywordClassifier
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def chat(settings):
+    rec = await Recommender.open(settings, classifier=KeywordClassifier())
+    yield ConsoleChat(rec, "u1")
+    await rec.close()
+
+
+async def test_recommends_five_numbered_tracks_with_reason_and_link(chat):
+    out = await chat.handle("오늘 너무 우울해")
+    assert "슬픔" in out
+    for n in range(1, 6):
+        assert f"\n{n}. " in out
+    assert out.count("https://") == 5
+    assert chat.last is not None and len(chat.last.tracks) == 5
+
+
+async def test_feedback_by_number_is_stored_once(chat):
+    await chat.handle("행복해")
+    out = await chat.handle("2+")
+    assert "좋아요" in out
+    again = await chat.handle("2+")
+    assert "이미" in again
+    hist = await chat.rec.store.history("u1", limit=1)
+    song = chat.last.tracks[1].song_id
+    assert hist[0]["feedback"][song] == ["like"]
+
+
+async def test_feedback_before_any_recommendation_and_out_of_range(chat):
+    assert "먼저" in await chat.handle("1+")
+    await chat.handle("화나")
+    assert "1부터 5" in await chat.handle("9-")
+
+
+async def test_mood_more_history_forget_and_quit(chat):
+    out = await chat.handle("/mood 평화")
+    assert "고른 무드" in out and "평화" in out
+    assert "무드를 골라" in await chat.handle("/mood 배고픔")
+    first = chat.last.tracks[0]
+    out = await chat.handle("/more 1")
+    assert "이 곡의 무드" in out
+    assert first.song_id not in {t.song_id for t in chat.last.tracks}
+    assert "평화" in await chat.handle("/history")
+    assert "지웠어요" in await chat.handle("/forget-me")
+    assert "없어요" in await chat.handle("/history")
+    assert "모르는 명령" in await chat.handle("/dance")
+    await chat.handle("/quit")
+    assert chat.done
+
+
+async def test_too_long_input_is_explained_not_fatal(chat):
+    out = await chat.handle("가" * 5000)
+    assert "너무 길어요" in out
+    assert await chat.handle("   ") == ""
+
+
+@pytest.mark.slow
+def test_cli_chat_through_piped_stdin(tmp_path):
+    """`moodtune chat` end to end on the shipped model and catalogue, stdin piped."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    env.pop("DISCORD_TOKEN", None)
+    stdin = "오늘 너무 지치고 우울해\n1+\n/mood 평화\n/quit\n"
+    res = subprocess.run([sys.executable, "-m", "bot", "chat"], input=stdin, text=True,
+                         capture_output=True, cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "슬픔" in out and out.count("https://") >= 10
+    assert "좋아요 👍" in out and "안녕히 가세요" in out
+    assert (tmp_path / "var" / "moodtune.sqlite3").exists()
