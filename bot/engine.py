@@ -280,6 +280,27 @@ class Recommender:
         sig = signal if isinstance(signal, Signal) else Signal(signal)
         return await self.store.remove_feedback(rec_id, song_id, user_id, sig)
 
+    async def feedback_message(self, rec_id: str, user_id: str, signal: Any) -> int:
+        """Record a reaction on a whole reply: ``signal`` for each of its tracks, scope "message".
+
+        A Discord reaction says "this answer", not which track; storing it per track with its
+        own scope lets CF weigh it below a per-track button. Returns the rows newly stored (0 for
+        repeats, or when the answer is no longer stored).
+        """
+        if self.store is None:
+            raise EngineError("feedback needs the store; it is not configured")
+        from bot.feedback import Signal
+
+        sig = signal if isinstance(signal, Signal) else Signal(signal)
+        stored = await self.store.recommendation(rec_id)
+        if stored is None:
+            return 0
+        n = 0
+        for _position, song_id, _score in stored["items"]:
+            n += bool(await self.store.add_feedback(rec_id, song_id, user_id, sig,
+                                                    scope="message"))
+        return n
+
     # ---- hot swaps -----------------------------------------------------------------------
     async def reload_index(self, catalog_path: str | Path | None = None) -> dict:
         """Rebuild the index from a catalogue and swap it in; on failure the old one keeps serving."""
