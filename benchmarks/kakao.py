@@ -1,0 +1,328 @@
+"""Benchmark the Kakao skill server: 50 concurrent clients over HTTP versus the engine called directly.
+
+    python -m benchmarks.kakao            # 20 s per measurement
+    python -m benchmarks.kakao --quick    # 5 s per measurement (< 30 s in all)
+
+The question is whether the HTTP adapter (aiohttp, JSON parse/render, response validation,
+rate limiter, metrics) costs anything next to the engine, and whether p99 stays far from
+Kakao's 5 s deadline under load. Each measurement runs the *real* engine (the shipped ONNX model
+when ``inference/models/default`` exists, else the keyword classifier from ``tests.fakes``; the
+shipped catalogue when present, else a synthetic one; a real SQLite store either way) in a fresh
+subprocess, so the engine never shares a CPU-bound event loop with the load generator:
+
+* **HTTP, 50 clients** — the skill server on 127.0.0.1; 50 aiohttp clients in this process,
+  each posting Kakao SkillPayloads back to back (its own user id, a mix of sentences and
+  explicit moods) for a fixed, self-stopping duration after a warm-up.
+* **HTTP, 1 client** — the same server, one client: latency without queueing.
+* **direct, 50 tasks** — the obvious alternative: 50 asyncio tasks calling
+  ``Recommender.recommend`` in the engine process, no HTTP at all.
+
+An error is a non-200 answer, a transport error, or a polite failure text (busy / error) where a
+recommendation was expected. Results: table on stdout, JSON in ``benchmarks/results/kakao.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "kakao.json"
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 50
+DEADLINE_S = 5.0  # Kakao's skill timeout
+SENTENCES = (
+    "오늘 하루 너무 지치고 우울해", "시험 결과 기다리는 중이라 너무 떨려", "친구랑 싸워서 화나",
+    "주말이라 여유롭고 편안해", "드디어 합격했어 너무 행복해", "그냥 평범한 하루였어",
+    "비 오는 날엔 괜히 슬퍼", "퇴근길에 신나는 노래 듣고 싶어", "내일 발표라 불안해",
+    "짜증나는 일이 계속 생겨", "카페에서 차분하게 책 읽는 중", "여행 가기 전날이라 설레",
+)
+MOODS = ("/mood 평화", "슬픔", "기쁨", "/mood 긴장")
+
+
+def _utterance(client: int, i: int) -> str:
+    """4 of 5 requests are sentences (classifier path), 1 of 5 an explicit mood."""
+    if i % 5 == 4:
+        return MOODS[(client + i) % len(MOODS)]
+    return SENTENCES[(client * 7 + i) % len(SENTENCES)]
+
+
+def _payload(utterance: str, user: str) -> dict[str, Any]:
+    return {"intent": {"id": "bench", "name": "기분 추천"},
+            "userRequest": {"timezone": "Asia/Seoul", "utterance": utterance, "lang": "ko",
+                            "params": {}, "block": {"id": "bench", "name": "기분 추천"},
+                            "user": {"id": user, "type": "botUserKey", "properties": {}}},
+            "bot": {"id": "bench", "name": "moodtune"},
+            "action": {"name": "bench", "clientExtra": None, "params": {}, "id": "bench",
+                       "detailParams": {}}}
+
+
+# ---- engine process -------------------------------------------------------------------------
+async def _open_engine(work: Path) -> tuple[Any, Any, dict[str, Any]]:
+    from bot.engine import Recommender
+    from bot.settings import Settings
+    from indexing.catalog import default_catalog_path
+    from inference.classifier import default_model_dir
+
+    info: dict[str, Any] = {}
+    catalog = default_catalog_path()
+    if catalog.exists():
+        info["catalog"] = "shipped"
+    else:
+        from indexing.synthetic import synthetic_catalog
+
+        catalog = work / "catalog.jsonl"
+        if not catalog.exists():
+            synthetic_catalog(10_000, seed=7).save(catalog)
+        info["catalog"] = "synthetic 10,000 songs"
+    settings = Settings(_env_file=None, data_dir=work / "var", catalog_path=catalog,
+                        # every client is one user firing back to back: do not rate-limit
+                        rate_limit_per_minute=10**9, log_level="WARNING")
+    classifier = None
+    if (default_model_dir() / "moodtune.json").exists():
+        info["classifier"] = "shipped ONNX model"
+    else:
+        sys.path.insert(0, str(ROOT))
+        from tests.fakes import KeywordClassifier
+
+        classifier = KeywordClassifier()
+        info["classifier"] = "KeywordClassifier (no shipped model)"
+    engine = await Recommender.open(settings, classifier=classifier)
+    info["songs"] = len(engine.index)
+    info["store"] = "sqlite" if engine.store is not None else "none"
+    return engine, settings, info
+
+
+async def serve_worker(port: int, work: Path) -> None:
+    """Engine + skill server; prints READY with setup info, stops when stdin closes."""
+    from aiohttp import web
+
+    from bot.kakao_app import create_app
+
+    engine, settings, info = await _open_engine(work)
+    runner = web.AppRunner(create_app(engine, settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("READY " + json.dumps(info, ensure_ascii=False), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # parent closes stdin to stop us
+    await runner.cleanup()
+    await engine.close()
+
+
+async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str, Any]:
+    """50 tasks calling the engine with no HTTP in between."""
+    engine, _, info = await _open_engine(work)
+    lat: list[float] = []
+    errors = 0
+
+    async def client(c: int, until: float, record: bool) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            try:
+                rec = await engine.recommend(f"kakao:bench-{c}", _utterance(c, i), channel="kakao")
+                ok = len(rec.tracks) > 0
+            except Exception:
+                ok = False
+            if record:
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+            i += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(client(c, t + warmup, False) for c in range(CLIENTS)))
+    t = time.perf_counter()
+    await asyncio.gather(*(client(c, t + duration, True) for c in range(CLIENTS)))
+    elapsed = time.perf_counter() - t
+    await engine.close()
+    return {"setup": info, **_summary(lat, errors, elapsed)}
+
+
+# ---- load generator (this process) -----------------------------------------------------------
+def _summary(lat: list[float], errors: int, elapsed: float) -> dict[str, Any]:
+    a = np.asarray(lat) * 1000 if lat else np.zeros(1)
+    return {"requests": len(lat), "errors": int(errors), "seconds": round(elapsed, 2),
+            "rps": round(len(lat) / elapsed, 1) if elapsed else 0.0,
+            "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2),
+            "max_ms": round(float(a.max()), 2)}
+
+
+async def http_load(port: int, clients: int, duration: float, warmup: float) -> dict[str, Any]:
+    import aiohttp
+
+    from bot.kakao_app import TEXT_ERROR, TEXT_TIMEOUT
+
+    url = f"http://127.0.0.1:{port}/kakao/skill"
+    lat: list[float] = []
+    errors = 0
+    polite_failures = {TEXT_ERROR, TEXT_TIMEOUT}
+    timeout = aiohttp.ClientTimeout(total=DEADLINE_S * 2)
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as http:
+
+        async def client(c: int, until: float, record: bool) -> None:
+            nonlocal errors
+            i = 0
+            while time.perf_counter() < until:
+                t0 = time.perf_counter()
+                try:
+                    async with http.post(url, json=_payload(_utterance(c, i), f"bench-{c}")) as r:
+                        body = await r.json()
+                    outputs = body["template"]["outputs"]
+                    ok = (r.status == 200 and len(outputs) == 2
+                          and outputs[0]["simpleText"]["text"] not in polite_failures)
+                except Exception:
+                    ok = False
+                if record:
+                    lat.append(time.perf_counter() - t0)
+                    errors += not ok
+                i += 1
+
+        t = time.perf_counter()
+        await asyncio.gather(*(client(c, t + warmup, False) for c in range(clients)))
+        t = time.perf_counter()
+        await asyncio.gather(*(client(c, t + duration, True) for c in range(clients)))
+        elapsed = time.perf_counter() - t
+    return _summary(lat, errors, elapsed)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_http(work: Path, duration: float, warmup: float) -> tuple[dict, list[dict[str, Any]]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.kakao", "--serve", str(port), "--work", str(work)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()  # blocks until READY (index build included)
+        if not line.startswith("READY "):
+            raise RuntimeError(f"skill server did not start (exit {proc.poll()}): {line!r}")
+        setup = json.loads(line[6:])
+        rows = []
+        for name, clients in (("HTTP skill server, 50 clients", CLIENTS),
+                              ("HTTP skill server, 1 client", 1)):
+            print(f"  {name}: {warmup:.0f} s warm-up + {duration:.0f} s ...", flush=True)
+            r = asyncio.run(http_load(port, clients, duration, warmup))
+            rows.append({"name": name, "clients": clients, **r})
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return setup, rows
+
+
+def run_direct(work: Path, duration: float, warmup: float) -> dict[str, Any]:
+    print(f"  engine direct, 50 tasks: {warmup:.0f} s warm-up + {duration:.0f} s ...", flush=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.kakao", "--direct", "--work", str(work),
+         "--duration", str(duration), "--warmup", str(warmup)],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=duration + warmup + 300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"direct worker failed:\n{proc.stderr[-2000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r.pop("setup", None)
+    return {"name": "engine direct (no HTTP), 50 tasks", "clients": CLIENTS, **r}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (f"| {'mode':<34} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} | "
+            f"{'requests':>8} | {'errors':>6} |")
+    print("\n" + head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        print(f"| {r['name']:<34} | {r['rps']:>7.1f} | {r['p50_ms']:>7.2f} | {r['p99_ms']:>7.2f} | "
+              f"{r['max_ms']:>7.2f} | {r['requests']:>8,} | {r['errors']:>6} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="5 s per measurement instead of 20 s")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--warmup", type=float, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    duration = args.duration or (5.0 if args.quick else 20.0)
+    warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+
+    if args.serve is not None:
+        asyncio.run(serve_worker(args.serve, args.work))
+        return 0
+    if args.direct:
+        print(json.dumps(asyncio.run(direct_worker(duration, warmup, args.work))))
+        return 0
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="moodtune-bench-kakao-") as tmp:
+        work = Path(tmp)
+        print(f"Kakao skill server benchmark ({'quick' if args.quick else 'full'}): "
+              f"{CLIENTS} concurrent clients, {duration:.0f} s per measurement", flush=True)
+        # Each engine process gets its own data dir (store + index), built from the same catalogue.
+        (work / "http").mkdir()
+        (work / "direct").mkdir()
+        setup, rows = run_http(work / "http", duration, warmup)
+        print(f"  engine: {setup['classifier']}; catalogue: {setup['catalog']} "
+              f"({setup['songs']:,} songs indexed); store: {setup['store']}", flush=True)
+        rows.append(run_direct(work / "direct", duration, warmup))
+    print_table(rows)
+    http50, direct = rows[0], rows[2]
+    ratio = {
+        "rps_http_over_direct": round(http50["rps"] / direct["rps"], 3) if direct["rps"] else None,
+        "p50_http_over_direct": round(http50["p50_ms"] / direct["p50_ms"], 2)
+        if direct["p50_ms"] else None,
+        "p99_http_over_direct": round(http50["p99_ms"] / direct["p99_ms"], 2)
+        if direct["p99_ms"] else None,
+    }
+    p99_ok = all(r["p99_ms"] < DEADLINE_S * 1000 / 2 for r in rows)
+    print(f"\nHTTP overhead at {CLIENTS} clients: throughput x{ratio['rps_http_over_direct']} of "
+          f"direct, p50 x{ratio['p50_http_over_direct']}, p99 x{ratio['p99_http_over_direct']}. "
+          f"p99 {'well under' if p99_ok else 'NOT well under'} Kakao's 5 s deadline "
+          f"(max p99 {max(r['p99_ms'] for r in rows):.0f} ms; bar: < 2,500 ms).")
+    print("Load generator and server share this machine's cores; the engine process is separate.")
+    result = {
+        "benchmark": "kakao",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "clients": CLIENTS,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "setup": setup,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": rows,
+        "http_vs_direct": ratio,
+        "p99_well_under_deadline": p99_ok,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"results written to {args.out} ({result['seconds']} s)")
+    return 0 if p99_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
