@@ -50,8 +50,9 @@ class TrainConfig:
     intermediate_size: int = 1024
     vocab_size: int = 12000
     dropout: float = 0.1
-    # distillation: soft targets per training text (teacher probabilities), weight of that loss
+    # distillation: teacher logits per text (labelled and unlabelled), weight and temperature
     distill_alpha: float = 0.0
+    distill_temperature: float = 2.0
     eval_every: int = 0  # steps; 0 = once per epoch
     class_weights: bool = True
     extra: dict = field(default_factory=dict)
@@ -93,7 +94,15 @@ def evaluate_predictions(y_true: Sequence[int], y_pred: Sequence[int],
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, out_path: Path | None = None):
     """WordPiece over whitespace words, trained on our own corpus (no hub needed)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=50))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -186,6 +195,23 @@ def predict_logits(model, tok, texts: Sequence[str], max_length: int, bs: int = 
     return np.concatenate(out) if out else np.zeros((0, NUM_EMOTIONS), np.float32)
 
 
+def teacher_logits(hf_dir: str | Path, texts: Sequence[str], max_length: int,
+                   threads: int = 2) -> dict[str, np.ndarray]:
+    """A trained model's logits per text, the targets a smaller student is distilled towards."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if labels != list(LABELS):
+        raise ValueError(f"teacher labels {labels} are not in LABELS order {list(LABELS)}")
+    uniq = list(dict.fromkeys(texts))
+    logits = predict_logits(model, tok, uniq, max_length)
+    return dict(zip(uniq, logits, strict=True))
+
+
 def _forward_args(model) -> set[str]:
     import inspect
 
@@ -198,6 +224,7 @@ def train(
     cfg: TrainConfig,
     *,
     soft_targets: dict[str, np.ndarray] | None = None,
+    unlabelled: Sequence[str] = (),
     progress: bool = True,
     resume: bool = False,
     log: Callable[[str], None] = print,
@@ -212,7 +239,9 @@ def train(
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     train_ex: list[Example] = list(data.train)
-    model, tok = build_model(cfg, [normalize_text(e.text) for e in train_ex])
+    # The (pruned) vocabulary covers the transfer texts too, so distillation can teach them.
+    model, tok = build_model(cfg, [normalize_text(e.text) for e in train_ex]
+                             + [normalize_text(t) for t in unlabelled])
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {type(model).__name__}, {n_params / 1e6:.2f}M parameters, "
         f"{len(train_ex)} train / {len(data.val)} val / {len(data.test)} test sentences")
@@ -221,8 +250,16 @@ def train(
     y = np.array([e.label for e in train_ex])
     soft = None
     if soft_targets is not None and cfg.distill_alpha > 0:
-        soft = np.stack([soft_targets.get(e.text, np.eye(NUM_EMOTIONS)[e.label]) for e in train_ex])
-    counts = np.bincount(y, minlength=NUM_EMOTIONS).astype(np.float64)
+        # Distillation: every labelled text has a teacher target; unlabelled texts (a transfer
+        # set, e.g. KOTE comments) only have that, and are ignored by the hard-label loss.
+        extra = [t for t in unlabelled if t in soft_targets]
+        soft = np.stack([soft_targets[e.text] for e in train_ex]
+                        + [soft_targets[t] for t in extra]).astype(np.float32)
+        texts += [normalize_text(t) or "." for t in extra]
+        y = np.concatenate([y, np.full(len(extra), -100)])
+        log(f"distilling: {len(train_ex)} labelled + {len(extra)} unlabelled texts, "
+            f"alpha {cfg.distill_alpha}, T {cfg.distill_temperature}")
+    counts = np.bincount(y[y >= 0], minlength=NUM_EMOTIONS).astype(np.float64)
     weights = None
     if cfg.class_weights:
         w = counts.sum() / np.maximum(counts, 1) / NUM_EMOTIONS
@@ -286,11 +323,15 @@ def train(
                 enc.pop("token_type_ids", None)
             logits = model(**enc).logits
             target = torch.tensor(y[bi])
-            loss = loss_fn(logits, target)
+            labelled = target >= 0
+            # Unlabelled (transfer-set) rows only take the distillation loss below.
+            loss = (loss_fn(logits[labelled], target[labelled]) if bool(labelled.any())
+                    else logits.sum() * 0.0)
             if soft is not None:
-                st = torch.tensor(soft[bi], dtype=torch.float32)
-                kd = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), st,
-                                                reduction="batchmean")
+                T = cfg.distill_temperature
+                st = torch.softmax(torch.tensor(soft[bi]) / T, -1)
+                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, -1), st,
+                                                reduction="batchmean") * T * T
                 loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -298,7 +339,7 @@ def train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            running += float(loss) * len(bi)
+            running += loss.item() * len(bi)
             seen += len(bi)
             bar.set_postfix(loss=f"{running / seen:.3f}")
         pred = predict_logits(model, tok, val_texts, cfg.max_length).argmax(1)

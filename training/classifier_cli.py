@@ -35,7 +35,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export-to", type=Path, default=Path("runs/classifier-onnx"),
                         help="serving model dir (ONNX); use inference/models/default to ship")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--compact", action="store_true",
+                        help="store the fp32 graph's weights as float16 (half the size; used "
+                             "for the shipped model)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="distil from this trained HF model dir (e.g. a 12-layer run)")
+    parser.add_argument("--distill-alpha", type=float, default=0.7,
+                        help="weight of the distillation loss when --teacher is given")
+    parser.add_argument("--unlabelled", type=Path, nargs="*", default=None,
+                        help="transfer texts for distillation (.tsv KOTE id<TAB>text<TAB>labels, "
+                             ".csv with a sentence column, or .txt lines); default: KOTE val+test")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--warmup", type=float, default=0.06, help="warm-up fraction of steps")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +63,24 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr or (1e-6 if seed_recipe else (1e-4 if args.init == "e5" or args.base else 5e-4)),
         optimizer=args.optimizer or ("adafactor" if seed_recipe else "adamw"),
         max_length=args.max_length, num_layers=args.layers or (4 if args.init == "e5" else 3),
-        hidden_size=args.hidden, patience=args.patience, seed=args.seed, threads=args.threads)
-    result = train(data, args.out, cfg, resume=args.resume)
+        hidden_size=args.hidden, patience=args.patience, seed=args.seed, threads=args.threads,
+        dropout=args.dropout, warmup_frac=args.warmup)
+    soft, unlabelled = None, []
+    if args.teacher is not None:
+        from training.classifier import teacher_logits
+        from training.data import read_texts
+        from training.paths import kote_dir
+
+        paths = args.unlabelled if args.unlabelled is not None else sorted(
+            kote_dir().glob("*.tsv"))
+        test_texts = {e.text for e in data.test} | {e.text for e in data.val}
+        unlabelled = [t for p in paths for t in read_texts(p) if t not in test_texts]
+        texts = [e.text for e in data.train] + unlabelled
+        print(f"teacher {args.teacher}: scoring {len(texts)} texts")
+        soft = teacher_logits(args.teacher, texts, args.max_length, threads=args.threads)
+        cfg.distill_alpha = args.distill_alpha
+    result = train(data, args.out, cfg, resume=args.resume, soft_targets=soft,
+                   unlabelled=unlabelled)
     print(f"best epoch {result.best.get('epoch')}: val macro-F1 {result.best['macro_f1']:.4f} "
           f"({result.seconds:.0f}s) -> {result.model_dir}")
     if args.no_export:
@@ -60,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from training.export import export_model
 
     meta = export_model(
-        args.out, args.export_to,
+        args.out, args.export_to, compact=args.compact,
         eval_texts=[e.text for e in data.test], eval_labels=[e.label for e in data.test],
         info={"max_length": args.max_length, "base": args.base or f"compact/{args.init}",
               "data_sources": [str(p.name) for p, _ in sources],

@@ -27,6 +27,7 @@ __all__ = [
     "default_peace_path",
     "load_label_map",
     "load_labelled_csv",
+    "read_texts",
     "split_stratified",
 ]
 
@@ -123,6 +124,26 @@ def load_labelled_csv(
                     dropped[f"unmapped:{lab}"] += 1
                 continue
             out.append(Example(text, label_map[lab], source or p.name))
+    return out
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """Unlabelled texts from a KOTE-style TSV (id, text, labels), a CSV or a text file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"text file not found: {p}")
+    out: list[str] = []
+    with p.open(encoding="utf-8-sig", newline="") as fh:
+        if p.suffix == ".tsv":
+            for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if len(row) >= 2 and row[1].strip():
+                    out.append(row[1].strip())
+        elif p.suffix == ".csv":
+            reader = csv.DictReader(fh)
+            col = "sentence" if "sentence" in (reader.fieldnames or ()) else "text"
+            out = [r[col].strip() for r in reader if (r.get(col) or "").strip()]
+        else:
+            out = [ln.strip() for ln in fh if ln.strip()]
     return out
 
 
