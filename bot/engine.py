@@ -263,14 +263,19 @@ class Recommender:
             log.error("could not store recommendation %s", rec.rec_id, exc_info=True)
 
     # ---- feedback ------------------------------------------------------------------------
-    async def feedback(self, rec_id: str, song_id: str, user_id: str, signal: Any) -> bool:
-        """Record a reaction; returns False when it was already recorded (idempotent)."""
+    async def feedback(self, rec_id: str, song_id: str, user_id: str, signal: Any, *,
+                       scope: str = "track") -> bool:
+        """Record a reaction; returns False when it was already recorded (idempotent).
+
+        ``scope`` is "track" for a signal about one track (button, console, Kakao with a track)
+        and "message" for one about a whole reply; CF weighs the two differently.
+        """
         if self.store is None:
             raise EngineError("feedback needs the store; it is not configured")
         from bot.feedback import Signal
 
         sig = signal if isinstance(signal, Signal) else Signal(signal)
-        return await self.store.add_feedback(rec_id, song_id, user_id, sig)
+        return await self.store.add_feedback(rec_id, song_id, user_id, sig, scope=scope)
 
     async def remove_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Any) -> bool:
         if self.store is None:
@@ -346,28 +351,47 @@ class Recommender:
         return f"{EMOTIONS[i].emoji} {EMOTIONS[i].ko}"
 
 
+def _catalog_source(path: Path) -> dict[str, Any]:
+    import hashlib
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise CatalogError(f"cannot read the catalogue {path}: {exc}") from exc
+    return {"catalog": str(path), "catalog_sha256": digest}
+
+
 def _open_or_build_index(settings: Settings, classifier: EmotionClassifier) -> Any:
+    """The index on disk if it was built from this catalogue by this model, else a fresh one.
+
+    A stale index (the catalogue was relabelled or replaced, or the model changed) would
+    answer with songs that are gone or vectors from another model, so it is rebuilt.
+    """
     from indexing.index import IndexLoadError, SongIndex
 
     d = settings.resolved_index_dir
+    path = settings.catalog_path or default_catalog_path()
+    source = _catalog_source(path)
     if (d / "index.json").exists():
         try:
-            return SongIndex.load(d, expected_fingerprint=classifier.fingerprint,
-                                  search_k=settings.annoy_search_k)
+            index = SongIndex.load(d, expected_fingerprint=classifier.fingerprint,
+                                   search_k=settings.annoy_search_k)
+            if index.info.get("source", {}).get("catalog_sha256") == source["catalog_sha256"]:
+                return index
+            index.close()
+            log.info("catalogue %s changed since the index was built; rebuilding", path)
         except IndexLoadError as exc:
             log.warning("index at %s unusable (%s); rebuilding from the catalogue", d, exc)
-    path = settings.catalog_path or default_catalog_path()
-    return _build_and_load(settings, classifier, path)
+    return _build_and_load(settings, classifier, path, source)
 
 
-def _build_and_load(settings: Settings, classifier: EmotionClassifier, path: Path) -> Any:
+def _build_and_load(settings: Settings, classifier: EmotionClassifier, path: Path,
+                    source: dict[str, Any] | None = None) -> Any:
     from indexing.index import SongIndex, build_index
 
-    try:
-        catalog = Catalog.load(path)
-    except CatalogError:
-        raise
+    source = source or _catalog_source(path)
+    catalog = Catalog.load(path)
     out = build_index(catalog, settings.resolved_index_dir, n_trees=settings.annoy_n_trees,
-                      model_fingerprint=classifier.fingerprint)
+                      model_fingerprint=classifier.fingerprint, source=source)
     return SongIndex.load(out, expected_fingerprint=classifier.fingerprint,
                           search_k=settings.annoy_search_k)

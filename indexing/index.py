@@ -353,6 +353,7 @@ def build_index(
     progress: bool = False,
     seed: int = 42,
     n_jobs: int = 1,
+    source: dict[str, Any] | None = None,
 ) -> Path:
     """Build the index for ``catalog`` and atomically install it at ``out_dir``; return the path.
 
@@ -360,6 +361,9 @@ def build_index(
     reproducible even with a fixed seed, and the same catalogue should give the same file.
     ``model_fingerprint`` identifies the classifier that produced the vectors; the server
     refuses an index whose fingerprint differs from its model's (queries would be meaningless).
+
+    ``source`` (e.g. the catalogue's path and checksum) is stored in ``index.json`` so a server
+    can tell that its index is stale and rebuild it.
 
     Raises :class:`IndexBuildError` for an empty catalogue, bad parameters or any failure while
     writing; in every failure case an existing index at ``out_dir`` is left as it was.
@@ -406,6 +410,7 @@ def build_index(
                     META_FILE: {"size": (tmp / META_FILE).stat().st_size},
                 },
                 "build_seconds": round(time.perf_counter() - started, 3),
+                "source": dict(source or {}),
             }
             _write_info(tmp, info)  # last: a dir without index.json is never a valid index
             for name in (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE):
