@@ -170,9 +170,8 @@ class Recommender:
         explicit = parse_emotion(text)
         if explicit is not None:
             return await self.recommend_mood(user_id, explicit, k, channel=channel, text=text)
-        loop = asyncio.get_running_loop()
-        vec = await loop.run_in_executor(self._pool, self.classifier.predict_one, text)
-        return await self._recommend_vector(user_id, vec, k, source="text", channel=channel,
+        # The vector is read inside the same worker call as the ranking (one thread hop).
+        return await self._recommend_vector(user_id, None, k, source="text", channel=channel,
                                             text=text)
 
     async def recommend_mood(self, user_id: str, emotion: str | int, k: int | None = None, *,
@@ -194,7 +193,7 @@ class Recommender:
         return await self._recommend_vector(user_id, vec, k, source="similar", channel=channel,
                                             extra_exclude={song_id})
 
-    async def _recommend_vector(self, user_id: str, vec: np.ndarray, k: int | None, *,
+    async def _recommend_vector(self, user_id: str, vec: np.ndarray | None, k: int | None, *,
                                 source: str, channel: str, text: str | None = None,
                                 extra_exclude: set[str] | None = None) -> Recommendation:
         k = k or self.settings.rec_k
@@ -204,8 +203,8 @@ class Recommender:
         index = self._index  # one index per request, even if a swap lands mid-way
         cf = self.cf
         loop = asyncio.get_running_loop()
-        ranked = await loop.run_in_executor(
-            self._pool, self._rank, index, cf, user_id, vec, k, exclude)
+        vec, ranked = await loop.run_in_executor(
+            self._pool, self._rank, index, cf, user_id, vec, text, k, exclude)
         tracks = [
             Track(song_id=r.song.song_id, title=r.song.title, artist=r.song.artist,
                   score=round(r.score, 4), vector=tuple(float(x) for x in r.song.vector),
@@ -219,8 +218,11 @@ class Recommender:
         await self._remember(rec, channel, text)
         return rec
 
-    def _rank(self, index: Any, cf: CFScorer | None, user_id: str, vec: np.ndarray, k: int,
-              exclude: set[str]) -> list:
+    def _rank(self, index: Any, cf: CFScorer | None, user_id: str, vec: np.ndarray | None,
+              text: str | None, k: int, exclude: set[str]) -> tuple[np.ndarray, list]:
+        """Worker-thread part of a request: classify (when no vector is given), search, rerank."""
+        if vec is None:
+            vec = self.classifier.predict_one(text or "")
         n = max(self.settings.rec_candidates, k * 4)
         candidates = index.search(vec, n, exclude=exclude)
         if len(candidates) < k and exclude:
@@ -233,7 +235,7 @@ class Recommender:
                 cf_scores = cf.scores(user_id, [s.song_id for s, _ in candidates])
             except Exception:  # a broken CF model must never break recommendations
                 log.exception("CF scoring failed; ranking by mood only")
-        return rerank(vec, candidates, k, self.weights, cf_scores)
+        return vec, rerank(vec, candidates, k, self.weights, cf_scores)
 
     async def _recent_songs(self, user_id: str) -> set[str]:
         m = self.settings.no_repeat_last
