@@ -1,0 +1,627 @@
+"""bot/store.py: schema and migrations, the engine's API, privacy, concurrency, failure modes.
+
+Each test opens its own database file under ``tmp_path`` and inspects it with a second, raw
+``sqlite3`` connection where the point is what is *on disk*, not what the API reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.feedback import Signal
+from bot.store import (
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    UnknownRecommendationError,
+    load_migrations,
+    split_sql,
+)
+
+MOOD = (0.02, 0.02, 0.9, 0.02, 0.02, 0.02)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self, dt: float = 1.0) -> float:
+        self.t += dt
+        return self.t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def open_store():
+    """``Store.open`` that closes whatever it opened when the test ends, even on failure
+    (aiosqlite's worker thread is not a daemon: a store left open would hang pytest's exit)."""
+    opened: list[Store] = []
+
+    async def _open(path, **kw) -> Store:
+        s = await Store.open(path, **kw)
+        opened.append(s)
+        return s
+
+    yield _open
+    for s in opened:
+        await s.close()
+
+
+@pytest.fixture
+async def store(open_store, tmp_path: Path, clock: Clock) -> Store:
+    return await open_store(tmp_path / "db" / "moodtune.sqlite3", clock=clock)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def songs(prefix: str, n: int) -> list[tuple[str, float]]:
+    return [(f"{prefix}{i}", round(1.0 - i / 100, 3)) for i in range(n)]
+
+
+def tables(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+
+
+# ---- migrations -------------------------------------------------------------------------------
+async def test_open_creates_folder_schema_and_wal(open_store, tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "a" / "b" / "moodtune.sqlite3"
+    s = await open_store(path, clock=clock)
+    try:
+        assert s.journal_mode == "wal" and s.schema_version == 1
+    finally:
+        await s.close()
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version, name, applied_at FROM schema_version").fetchall() \
+            == [(1, "001_init.sql", clock.t)]
+        assert {"users", "recommendations", "recommendation_items", "feedback", "message_links",
+                "guild_channels", "schema_version"} <= set(tables(conn))
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"recommendations_user_time", "feedback_time", "message_links_rec"} <= indexes
+
+
+async def test_reopen_is_idempotent_and_keeps_data(
+        open_store, tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "m.sqlite3"
+    s = await open_store(path, clock=clock)
+    await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 3), source="text")
+    await s.close()
+    clock.tick(100)
+    for _ in range(2):
+        s = await open_store(path, clock=clock)
+        assert s.schema_version == 1
+        assert await s.recent_song_ids("u1", 5) == ["s0", "s1", "s2"]
+        await s.close()
+    with raw(path) as conn:  # still one row, with the first open's timestamp
+        assert conn.execute("SELECT version, applied_at FROM schema_version").fetchall() == [
+            (1, clock.t - 100)]
+
+
+async def test_new_migration_applies_and_a_broken_one_rolls_back(
+        open_store, tmp_path: Path) -> None:
+    mig = tmp_path / "migrations"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "bot" / "migrations", mig)
+    path = tmp_path / "m.sqlite3"
+    s = await open_store(path, migrations_dir=mig)
+    assert s.schema_version == 1
+    await s.close()
+
+    (mig / "002_notes.sql").write_text(
+        "-- a comment; with a semicolon\nCREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT "
+        "DEFAULT 'a;b');\nINSERT INTO notes (body) VALUES ('x');\n", encoding="utf-8")
+    s = await open_store(path, migrations_dir=mig)
+    assert s.schema_version == 2
+    await s.close()
+
+    (mig / "003_broken.sql").write_text(
+        "CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+        encoding="utf-8")
+    with pytest.raises(StoreError, match="003_broken"):
+        await Store.open(path, migrations_dir=mig)
+    with raw(path) as conn:
+        assert "half_done" not in tables(conn)  # the whole migration rolled back
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+        assert conn.execute("SELECT body FROM notes").fetchall() == [("x",)]
+
+    (mig / "003_broken.sql").write_text("CREATE TABLE half_done (id INTEGER);\n", encoding="utf-8")
+    s = await open_store(path, migrations_dir=mig)
+    assert s.schema_version == 3
+    await s.close()
+
+
+async def test_database_newer_than_code_is_refused(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    await (await open_store(path)).close()
+    with raw(path) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99, '099_future.sql', 0)")
+    with pytest.raises(StoreError, match="newer than this moodtune"):
+        await Store.open(path)
+
+
+def test_split_sql_respects_strings_comments_and_triggers() -> None:
+    script = """
+    -- header; not a statement
+    CREATE TABLE t (a TEXT DEFAULT ';');  /* trailing; comment */
+    CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+        UPDATE t SET a = 'x;y' WHERE rowid = new.rowid;
+    END;
+    -- footer
+    """
+    stmts = split_sql(script)
+    assert len(stmts) == 2
+    assert stmts[1].rstrip().endswith("END;")
+    with pytest.raises(StoreError, match="no terminating"):
+        split_sql("CREATE TABLE a (x);\nCREATE TABLE b (y)")
+    assert len(split_sql(load_migrations()[0].sql)) >= 6
+
+
+def test_duplicate_migration_numbers_are_an_error(tmp_path: Path) -> None:
+    (tmp_path / "001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "001_b.sql").write_text("SELECT 2;")
+    with pytest.raises(StoreError, match="two migrations numbered 001"):
+        load_migrations(tmp_path)
+
+
+async def test_memory_database_works(open_store, clock: Clock) -> None:
+    s = await open_store(":memory:", clock=clock)
+    try:
+        await s.save_recommendation("r", "u", "console", MOOD, songs("s", 2), source="text")
+        assert await s.add_feedback("r", "s1", "u", Signal.LIKE) is True
+        assert (await s.stats())["feedback"] == 1
+    finally:
+        await s.close()
+
+
+# ---- recommendations --------------------------------------------------------------------------
+async def test_save_and_read_back_a_recommendation(store: Store, clock: Clock) -> None:
+    await store.save_recommendation("r1", "u1", "discord", MOOD, [("a", 0.91), ("b", 0.5)],
+                                    source="explicit")
+    rec = await store.recommendation("r1")
+    assert rec == {"rec_id": "r1", "user_id": "u1", "channel": "discord", "source": "explicit",
+                   "emotion": list(MOOD), "text": None, "created_at": clock.t,
+                   "items": [(0, "a", 0.91), (1, "b", 0.5)]}
+    assert await store.recommendation("nope") is None
+
+
+async def test_recent_song_ids_is_a_window_over_the_last_n_recs(store: Store, clock: Clock) -> None:
+    for i in range(4):  # r0 oldest … r3 newest
+        await store.save_recommendation(f"r{i}", "u1", "console", MOOD, songs(f"s{i}-", 2),
+                                        source="text")
+        clock.tick()
+    await store.save_recommendation("other", "u2", "console", MOOD, songs("x", 2), source="text")
+    assert await store.recent_song_ids("u1", 2) == ["s3-0", "s3-1", "s2-0", "s2-1"]
+    assert set(await store.recent_song_ids("u1", 100)) == {f"s{i}-{j}" for i in range(4)
+                                                           for j in range(2)}
+    assert await store.recent_song_ids("u1", 0) == []
+    assert await store.recent_song_ids("nobody", 5) == []
+
+
+async def test_recent_song_ids_orders_by_insertion_when_the_clock_stands_still(
+        store: Store) -> None:
+    await store.save_recommendation("r0", "u", "console", MOOD, [("old", 1.0), ("both", 0.9)],
+                                    source="text")
+    await store.save_recommendation("r1", "u", "console", MOOD, [("new", 1.0), ("both", 0.9)],
+                                    source="text")
+    assert await store.recent_song_ids("u", 1) == ["new", "both"]
+    assert await store.recent_song_ids("u", 2) == ["new", "both", "old"]  # deduplicated
+
+
+async def test_bad_saves_are_refused_and_leave_nothing_behind(store: Store, tmp_path: Path) -> None:
+    await store.save_recommendation("r1", "u1", "console", MOOD, songs("s", 2), source="text")
+    with pytest.raises(StoreError, match="already stored"):
+        # A new user and a reused rec_id: the user upsert must roll back with the failed insert.
+        await store.save_recommendation("r1", "newcomer", "kakao", MOOD, songs("t", 2),
+                                        source="text")
+    with pytest.raises(ValueError, match="6 finite numbers"):
+        await store.save_recommendation("r2", "u1", "console", (0.5, 0.5), [], source="text")
+    with pytest.raises(ValueError, match="lists a song twice"):
+        await store.save_recommendation("r3", "u1", "console", MOOD, [("a", 1), ("a", 0.5)],
+                                        source="text")
+    with raw(tmp_path / "db" / "moodtune.sqlite3") as conn:
+        assert conn.execute("SELECT user_id FROM users").fetchall() == [("u1",)]
+        assert conn.execute("SELECT song_id FROM recommendation_items ORDER BY position"
+                            ).fetchall() == [("s0",), ("s1",)]
+    assert await store.save_recommendation("r2", "u1", "console", MOOD, [], source="text") is None
+
+
+async def test_text_is_not_stored_by_default(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "private.sqlite3"
+    secret = "오늘 너무 우울해 secret-message-9431"
+    s = await open_store(path)
+    await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 1), source="text",
+                                text=secret)
+    assert (await s.recommendation("r1"))["text"] is None
+    await s.close()
+    with raw(path) as conn:
+        assert conn.execute("SELECT text FROM recommendations").fetchall() == [(None,)]
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"secret-message-9431" not in blob
+
+
+async def test_text_is_stored_when_opted_in(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "opted.sqlite3"
+    s = await open_store(path, store_message_text=True)
+    await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 1), source="text",
+                                text="오늘 너무 우울해")
+    assert (await s.recommendation("r1"))["text"] == "오늘 너무 우울해"
+    await s.close()
+
+
+# ---- feedback ---------------------------------------------------------------------------------
+async def test_feedback_is_idempotent_and_checked_against_what_was_shown(
+        store: Store, tmp_path: Path) -> None:
+    await store.save_recommendation("r1", "owner", "discord", MOOD, songs("s", 3), source="text")
+    assert await store.add_feedback("r1", "s0", "owner", Signal.LIKE) is True
+    assert await store.add_feedback("r1", "s0", "owner", Signal.LIKE) is False  # re-delivered
+    assert await store.add_feedback("r1", "s0", "owner", "like") is False
+    assert await store.add_feedback("r1", "s0", "owner", Signal.LOVE) is True  # another signal
+    # Someone else in the channel reacts to the whole message: stored under them.
+    assert await store.add_feedback("r1", "s1", "bystander", Signal.DISLIKE,
+                                    scope="message") is True
+    for sig in Signal:  # every Signal value passes the schema's CHECK
+        await store.add_feedback("r1", "s2", "owner", sig)
+
+    with pytest.raises(UnknownRecommendationError, match="r1 showing song nope"):
+        await store.add_feedback("r1", "nope", "owner", Signal.LIKE)
+    with pytest.raises(UnknownRecommendationError):
+        await store.add_feedback("never-shown", "s0", "owner", Signal.LIKE)
+    with pytest.raises(ValueError):
+        await store.add_feedback("r1", "s0", "owner", "meh")
+    with pytest.raises(ValueError, match="scope"):
+        await store.add_feedback("r1", "s0", "owner", Signal.LIKE, scope="guild")
+
+    with raw(tmp_path / "db" / "moodtune.sqlite3") as conn:
+        rows = conn.execute("SELECT rec_id, song_id, user_id, signal, scope FROM feedback "
+                            "WHERE song_id != 's2' ORDER BY id").fetchall()
+        assert rows == [("r1", "s0", "owner", "like", "track"),
+                        ("r1", "s0", "owner", "love", "track"),
+                        ("r1", "s1", "bystander", "dislike", "message")]
+        assert conn.execute("SELECT COUNT(*) FROM feedback WHERE song_id='s2'").fetchone()[0] \
+            == len(Signal)
+
+
+async def test_remove_feedback(store: Store) -> None:
+    await store.save_recommendation("r1", "u", "discord", MOOD, songs("s", 2), source="text")
+    await store.add_feedback("r1", "s0", "u", Signal.LIKE)
+    await store.add_feedback("r1", "s0", "v", Signal.LIKE)
+    assert await store.remove_feedback("r1", "s0", "u", Signal.LIKE) is True
+    assert await store.remove_feedback("r1", "s0", "u", Signal.LIKE) is False
+    assert await store.remove_feedback("r1", "s1", "u", Signal.LIKE) is False
+    assert [e[0] for e in await store.feedback_events()] == ["v"]  # only u's row went
+    assert await store.add_feedback("r1", "s0", "u", Signal.LIKE) is True  # and may come back
+
+
+async def test_feedback_events_are_time_ordered_and_windowed(store: Store, clock: Clock) -> None:
+    await store.save_recommendation("r1", "u", "console", MOOD, songs("s", 5), source="text")
+    base = clock.t
+    # Written out of time order (clock set per event) to prove the read sorts by created_at.
+    for song, dt, user in (("s3", 30, "a"), ("s0", 0, "b"), ("s2", 20, "a"), ("s1", 10, "c"),
+                           ("s4", 40, "b")):
+        clock.t = base + dt
+        await store.add_feedback("r1", song, user, Signal.LIKE, scope="track")
+    events = await store.feedback_events()
+    assert [e[1] for e in events] == ["s0", "s1", "s2", "s3", "s4"]
+    assert events[0] == ("b", "s0", "like", "track", base)
+    window = await store.feedback_events(since=base + 10, until=base + 30)  # [since, until)
+    assert [e[1] for e in window] == ["s1", "s2"]
+    assert [e[1] for e in await store.feedback_events(since=base + 30)] == ["s3", "s4"]
+    assert [e[1] for e in await store.feedback_events(until=base + 10)] == ["s0"]
+    assert await store.feedback_events(since=base + 41) == []
+
+
+# ---- message links, history, settings, stats --------------------------------------------------
+async def test_message_links(store: Store) -> None:
+    await store.save_recommendation("r1", "u", "discord", MOOD, songs("s", 1), source="text")
+    await store.save_recommendation("r2", "u", "discord", MOOD, songs("t", 1), source="text")
+    await store.link_message("1234567890123", "r1")
+    assert await store.rec_for_message("1234567890123") == "r1"
+    assert await store.rec_for_message("999") is None
+    await store.link_message("1234567890123", "r2")  # message edited to show another answer
+    assert await store.rec_for_message("1234567890123") == "r2"
+    with pytest.raises(UnknownRecommendationError, match="not stored"):
+        await store.link_message("555", "no-such-rec")
+    assert await store.rec_for_message("555") is None
+
+
+async def test_history_is_newest_first_with_the_users_own_feedback(
+        store: Store, clock: Clock) -> None:
+    for i in range(3):
+        await store.save_recommendation(f"r{i}", "u", "discord", MOOD, songs(f"s{i}-", 2),
+                                        source="text")
+        clock.tick()
+    await store.save_recommendation("x", "other", "discord", MOOD, songs("x", 1), source="text")
+    await store.add_feedback("r2", "s2-0", "u", Signal.LIKE)
+    clock.tick()
+    await store.add_feedback("r2", "s2-0", "u", Signal.LOVE)
+    await store.add_feedback("r2", "s2-1", "other", Signal.DISLIKE)  # a bystander's, not u's
+    await store.add_feedback("r0", "s0-1", "u", Signal.SKIP)
+
+    hist = await store.history("u", limit=2)
+    assert [h["rec_id"] for h in hist] == ["r2", "r1"]
+    assert hist[0]["feedback"] == {"s2-0": ["like", "love"]}
+    assert hist[1]["feedback"] == {}
+    assert hist[0]["items"] == [(0, "s2-0", 1.0), (1, "s2-1", 0.99)]
+    full = await store.history("u")
+    assert [h["rec_id"] for h in full] == ["r2", "r1", "r0"]
+    assert full[2]["feedback"] == {"s0-1": ["skip"]}
+    assert await store.history("nobody") == []
+
+
+async def test_channel_settings_per_guild(store: Store) -> None:
+    assert await store.is_channel_enabled("g1", "c1") is False
+    await store.set_channel_enabled("g1", "c2", True)
+    await store.set_channel_enabled("g1", "c1", True)
+    await store.set_channel_enabled("g2", "c9", True)
+    assert await store.enabled_channels("g1") == ["c1", "c2"]
+    await store.set_channel_enabled("g1", "c2", False)
+    assert await store.is_channel_enabled("g1", "c2") is False
+    assert await store.is_channel_enabled("g1", "c1") is True
+    assert await store.enabled_channels("g1") == ["c1"]
+    assert await store.enabled_channels("g2") == ["c9"]
+    assert await store.is_channel_enabled("g2", "c1") is False
+
+
+async def test_stats(store: Store, clock: Clock) -> None:
+    await store.save_recommendation("old", "u1", "console", MOOD, songs("s", 2), source="text")
+    await store.add_feedback("old", "s0", "u1", Signal.SKIP)
+    clock.tick(2 * 86_400)
+    await store.save_recommendation("new", "u2", "kakao", MOOD, songs("s", 2), source="text")
+    await store.add_feedback("new", "s0", "u2", Signal.LIKE)
+    await store.add_feedback("new", "s1", "u2", Signal.LIKE)
+    st = await store.stats()
+    assert st["users"] == 2 and st["recommendations"] == 2 and st["feedback"] == 3
+    assert st["feedback_by_signal"] == {"love": 0, "like": 2, "play": 0, "skip": 1, "dislike": 0}
+    assert st["last_24h"] == {"recommendations": 1, "active_users": 1, "feedback": 2}
+
+
+# ---- privacy: forget_user ---------------------------------------------------------------------
+async def test_forget_user_leaves_nothing_of_them_anywhere(open_store, tmp_path: Path,
+                                                           clock: Clock) -> None:
+    path = tmp_path / "forget.sqlite3"
+    gone, stays = "discord:FORGET-ME-7f3a", "discord:stays-21c9"
+    s = await open_store(path, clock=clock, store_message_text=True)
+    await s.save_recommendation("rec-gone-1", gone, "discord", MOOD, songs("g", 3), source="text",
+                                text="msg of the forgotten")
+    await s.save_recommendation("rec-gone-2", gone, "kakao", MOOD, songs("h", 2), source="text")
+    await s.save_recommendation("rec-stays", stays, "discord", MOOD, songs("k", 2), source="text")
+    await s.link_message("m-gone", "rec-gone-1")
+    await s.link_message("m-stays", "rec-stays")
+    await s.add_feedback("rec-gone-1", "g0", gone, Signal.LIKE)
+    await s.add_feedback("rec-stays", "k0", gone, Signal.LOVE)  # gone reacted on stays' answer
+    await s.add_feedback("rec-gone-1", "g1", stays, Signal.DISLIKE, scope="message")  # vice versa
+    await s.add_feedback("rec-stays", "k1", stays, Signal.LIKE)
+    await s.set_channel_enabled("guild", "chan", True)
+
+    counts = await s.forget_user(gone)
+    # Not in live pages, freed pages or the WAL, while the bot is still running (secure_delete
+    # zeroes freed cells; the TRUNCATE checkpoint drops the old page images from the -wal).
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"FORGET-ME-7f3a" not in blob
+    assert b"msg of the forgotten" not in blob
+    assert counts == {"feedback": 2, "feedback_detached": 1, "message_links": 1,
+                      "recommendation_items": 5, "recommendations": 2, "users": 1}
+    assert await s.history(gone) == []
+    assert await s.recent_song_ids(gone, 10) == []
+    assert await s.rec_for_message("m-gone") is None
+    with pytest.raises(UnknownRecommendationError):
+        await s.add_feedback("rec-gone-1", "g0", stays, Signal.LIKE)
+    # The other user's data is intact, including their reaction on the forgotten user's answer.
+    assert await s.rec_for_message("m-stays") == "rec-stays"
+    assert await s.recent_song_ids(stays, 5) == ["k0", "k1"]
+    assert sorted((e[0], e[1], e[2]) for e in await s.feedback_events()) == [
+        (stays, "g1", "dislike"), (stays, "k1", "like")]
+    assert await s.forget_user(gone) == dict.fromkeys(counts, 0)  # idempotent
+    await s.close()
+
+    # Every column of every table, including tables a later migration adds.
+    with raw(path) as conn:
+        for table in tables(conn):
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            for col in cols:
+                hits = conn.execute(
+                    f"SELECT COUNT(*) FROM {table} WHERE CAST({col} AS TEXT) LIKE ?",
+                    ("%FORGET-ME-7f3a%",)).fetchone()[0]
+                assert hits == 0, f"{table}.{col} still names the forgotten user"
+                for rec_id in ("rec-gone-1", "rec-gone-2", "m-gone"):
+                    assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} = ?",
+                                        (rec_id,)).fetchone()[0] == 0, (table, col, rec_id)
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"FORGET-ME-7f3a" not in blob
+
+
+# ---- concurrency ------------------------------------------------------------------------------
+async def test_200_concurrent_writers_lose_nothing_and_duplicate_nothing(
+        open_store, tmp_path: Path) -> None:
+    """200 users x 50 reactions at once, with re-deliveries, interleaved multi-statement saves
+    and a task whose transactions keep failing and rolling back: every write that reported
+    success is on disk exactly once, and no rollback took someone else's write with it."""
+    path = tmp_path / "busy.sqlite3"
+    s = await open_store(path)
+    n_users, per_user = 200, 50
+    for u in range(n_users):
+        await s.save_recommendation(f"r{u}", f"u{u}", "discord", MOOD, songs(f"u{u}s", per_user),
+                                    source="text")
+
+    async def user(u: int) -> tuple[list[bool], list[bool]]:
+        first, again = [], []
+        for i in range(per_user):
+            first.append(await s.add_feedback(f"r{u}", f"u{u}s{i}", f"u{u}", Signal.LIKE))
+            if i % 10 == 0:  # Discord re-delivers some reactions
+                again.append(await s.add_feedback(f"r{u}", f"u{u}s{i}", f"u{u}", "like"))
+            if u % 10 == 0 and i % 10 == 5:  # multi-statement transactions interleave
+                await s.save_recommendation(f"extra{u}-{i}", f"u{u}", "discord", MOOD,
+                                            songs("e", 5), source="text")
+        return first, again
+
+    async def failing_saves() -> int:
+        failed = 0
+        for _ in range(200):  # BEGIN, upsert user, INSERT fails (reused rec_id), ROLLBACK
+            with pytest.raises(StoreError, match="already stored"):
+                await s.save_recommendation("r0", "intruder", "discord", MOOD, songs("i", 3),
+                                            source="text")
+            failed += 1
+        return failed
+
+    *results, failed = await asyncio.gather(*(user(u) for u in range(n_users)), failing_saves())
+    assert failed == 200
+    assert sum(sum(first) for first, _ in results) == n_users * per_user
+    assert not any(any(again) for _, again in results)
+    await s.close()
+    with raw(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == n_users * per_user
+        assert conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT rec_id, song_id, user_id, "
+                            "signal FROM feedback)").fetchone()[0] == n_users * per_user
+        assert conn.execute("SELECT COUNT(*) FROM recommendation_items WHERE rec_id LIKE "
+                            "'extra%'").fetchone()[0] == 5 * 5 * (n_users // 10)
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE user_id = 'intruder'"
+                            ).fetchone()[0] == 0
+
+
+async def test_cancelled_saves_are_all_or_nothing(store: Store) -> None:
+    """A task cancelled anywhere inside a save leaves either the whole answer or none of it,
+    and never a connection stuck inside an open transaction."""
+    outcomes = set()
+    for attempt in range(40):
+        rec_id = f"c{attempt}"
+        task = asyncio.create_task(store.save_recommendation(
+            rec_id, "u", "console", MOOD, songs(f"c{attempt}-", 5), source="text"))
+        for _ in range(attempt % 8):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+            outcomes.add("done")
+        except asyncio.CancelledError:
+            outcomes.add("cancelled")
+        rec = await store.recommendation(rec_id)
+        assert rec is None or len(rec["items"]) == 5
+        await store.save_recommendation(f"ok{attempt}", "u", "console", MOOD, songs("z", 1),
+                                        source="text")
+    assert "cancelled" in outcomes
+
+
+# ---- unavailable database ---------------------------------------------------------------------
+async def test_locked_database_raises_unavailable_then_recovers(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    s = await open_store(path, busy_timeout_ms=50)
+    await s.save_recommendation("r1", "u", "console", MOOD, songs("s", 2), source="text")
+    other = raw(path)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailableError, match="locked by another process") as err:
+            await s.save_recommendation("r2", "u", "console", MOOD, songs("t", 2), source="text")
+        assert "DATABASE_PATH" in str(err.value) and str(path) in str(err.value)
+        with pytest.raises(StoreUnavailableError, match="locked"):
+            await s.add_feedback("r1", "s0", "u", Signal.LIKE)
+        assert await s.recent_song_ids("u", 5) == ["s0", "s1"]  # WAL: reads still work
+    finally:
+        other.rollback()
+        other.close()
+    await s.save_recommendation("r2", "u", "console", MOOD, songs("t", 2), source="text")
+    assert await s.add_feedback("r1", "s0", "u", Signal.LIKE) is True
+    assert await s.recent_song_ids("u", 1) == ["t0", "t1"]
+    await s.close()
+
+
+async def test_open_while_another_process_holds_the_lock(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "fresh.sqlite3"
+    other = raw(path)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailableError, match="locked"):
+            await Store.open(path, busy_timeout_ms=50)
+    finally:
+        other.rollback()
+        other.close()
+    s = await open_store(path, busy_timeout_ms=50)
+    assert s.schema_version == 1
+    await s.close()
+
+
+async def test_read_only_uri_reads_but_refuses_writes(open_store, tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite3"
+    s = await open_store(path)
+    await s.save_recommendation("r1", "u", "console", MOOD, songs("s", 2), source="text")
+    await s.close()
+    ro = await open_store(f"file:{path}?mode=ro")
+    try:
+        assert await ro.recent_song_ids("u", 5) == ["s0", "s1"]
+        with pytest.raises(StoreUnavailableError, match="read-only") as err:
+            await ro.save_recommendation("r2", "u", "console", MOOD, songs("t", 1), source="text")
+        assert "writable" in str(err.value)
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            await ro.add_feedback("r1", "s0", "u", Signal.LIKE)
+    finally:
+        await ro.close()
+
+
+async def test_read_only_uri_of_a_missing_database_cannot_open(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot open"):
+        await Store.open(f"file:{tmp_path / 'missing.sqlite3'}?mode=ro")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="running as root: file permissions do not stop root from writing; "
+                           "the mode=ro URI test covers the read-only path")
+async def test_read_only_file_permissions(open_store, tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    path = folder / "moodtune.sqlite3"
+    s = await open_store(path)
+    await s.save_recommendation("r1", "u", "console", MOOD, songs("s", 2), source="text")
+    await s.close()
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        try:
+            ro = await open_store(path)
+        except StoreUnavailableError:
+            return  # WAL needs the -shm file next to the database: refusing to open is fine too
+        try:
+            with pytest.raises(StoreUnavailableError):
+                await ro.save_recommendation("r2", "u", "console", MOOD, [], source="text")
+        finally:
+            await ro.close()
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+
+
+async def test_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreUnavailableError, match="cannot create the folder"):
+        await Store.open(blocker / "sub" / "db.sqlite3")
+
+
+async def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailableError, match="cannot be read or written"):
+        await Store.open(path)
+
+
+async def test_closed_store(open_store, tmp_path: Path) -> None:
+    s = await open_store(tmp_path / "c.sqlite3")
+    await s.close()
+    await s.close()  # idempotent
+    assert s.closed
+    with pytest.raises(StoreError, match="closed"):
+        await s.recent_song_ids("u", 5)
