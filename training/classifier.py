@@ -249,6 +249,7 @@ def train(
     texts = [normalize_text(e.text) or "." for e in train_ex]
     y = np.array([e.label for e in train_ex])
     soft = None
+    distillation: dict | None = None
     if soft_targets is not None and cfg.distill_alpha > 0:
         # Distillation: every labelled text has a teacher target; unlabelled texts (a transfer
         # set, e.g. KOTE comments) only have that, and are ignored by the hard-label loss.
@@ -257,6 +258,8 @@ def train(
                         + [soft_targets[t] for t in extra]).astype(np.float32)
         texts += [normalize_text(t) or "." for t in extra]
         y = np.concatenate([y, np.full(len(extra), -100)])
+        distillation = {"teacher": cfg.extra.get("teacher"), "unlabelled": len(extra),
+                        "unlabelled_sources": cfg.extra.get("unlabelled_sources", [])}
         log(f"distilling: {len(train_ex)} labelled + {len(extra)} unlabelled texts, "
             f"alpha {cfg.distill_alpha}, T {cfg.distill_temperature}")
     counts = np.bincount(y[y >= 0], minlength=NUM_EMOTIONS).astype(np.float64)
@@ -369,6 +372,7 @@ def train(
     tok.save_pretrained(out_dir)
     (out_dir / "training.json").write_text(json.dumps(
         {"config": asdict(cfg), "history": history, "best": best, "data": data.describe(),
-         "parameters": n_params}, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+         "parameters": n_params, "distillation": distillation},
+        ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(out_dir, history, best, time.time() - t0)

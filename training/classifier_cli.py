@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"teacher {args.teacher}: scoring {len(texts)} texts")
         soft = teacher_logits(args.teacher, texts, args.max_length, threads=args.threads)
         cfg.distill_alpha = args.distill_alpha
+        cfg.extra.update(teacher=str(args.teacher),
+                         unlabelled_sources=[p.name for p in paths])
     result = train(data, args.out, cfg, resume=args.resume, soft_targets=soft,
                    unlabelled=unlabelled)
     print(f"best epoch {result.best.get('epoch')}: val macro-F1 {result.best['macro_f1']:.4f} "

@@ -116,5 +116,24 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
             lines += [f"## {title}", "", _table(metrics[key]), ""]
     if meta.get("notes"):
         lines += ["## Notes", "", meta["notes"], ""]
+    if metrics.get("fp32_compaction"):
+        c = metrics["fp32_compaction"]
+        lines += ["## Files", "",
+                  f"`model.onnx` is the fp32 graph with its weights stored as float16 "
+                  f"({c['bytes_before'] / 1e6:.1f} MB → {c['bytes_after'] / 1e6:.1f} MB); "
+                  "onnxruntime casts them back to float32 when the session is built. "
+                  f"Max |Δlogit| against PyTorch: "
+                  f"{metrics.get('fp16_stored_vs_torch_max_abs_diff', float('nan')):.2e}. "
+                  "`model.int8.onnx` was quantised from the full-precision graph.", ""]
+    distil = training.get("distillation")
+    if distil:
+        lines += ["## Distillation", "",
+                  f"Distilled from `{distil.get('teacher')}` (alpha {cfg.get('distill_alpha')}, "
+                  f"temperature {cfg.get('distill_temperature')}) on the training split plus "
+                  f"{distil.get('unlabelled', 0)} unlabelled transfer texts "
+                  f"({', '.join(distil.get('unlabelled_sources', []))}).", ""]
+    notes = Path(__file__).resolve().parent / "data" / "model_card_notes.md"
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8"), ""]
     lines += ["![confusion](confusion.png)", "", "![training curve](training_curve.png)", ""]
     (model_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
