@@ -1,0 +1,199 @@
+"""The Discord bot object: wiring, the shared answer path, start-up and command sync.
+
+Cogs stay thin by sharing three things that live here: :meth:`MoodtuneBot.answer` (engine call
+with every failure turned into a sentence), :meth:`MoodtuneBot.attach_feedback` (link the reply
+to its rec id so reactions on uncached messages still count, then add the reaction buttons),
+and the per-user :class:`~bot.ratelimit.RateLimiter`, so a mention, a DM and ``/recommend``
+draw on one budget per person.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import discord
+from discord.ext import commands
+
+from bot.discord.render import (
+    BOT_REACTIONS,
+    ENGINE_FAILED,
+    NOTE_NO_FEEDBACK,
+    recommendation_embed,
+)
+from bot.discord.views import FeedbackButton
+from bot.engine import EngineError, Recommendation, Recommender
+from bot.ratelimit import RateLimiter
+from bot.settings import Settings
+from inference.emotions import UnknownEmotionError
+
+log = logging.getLogger("moodtune.discord")
+
+__all__ = ["Answer", "DiscordConfigError", "MoodtuneBot", "create_bot", "run_discord"]
+
+
+class DiscordConfigError(RuntimeError):
+    """The bot cannot connect as configured (bad token, intent not enabled); says how to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Either a recommendation or a sentence to say instead (never both, never neither)."""
+
+    rec: Recommendation | None = None
+    notice: str | None = None
+
+
+class MoodtuneBot(commands.Bot):
+    """``commands.Bot`` holding the engine, the settings and the shared rate limiter."""
+
+    def __init__(self, recommender: Recommender, settings: Settings, *,
+                 intents: discord.Intents) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # required by Bot; no prefix commands exist
+            intents=intents,
+            help_command=None,
+            # Song titles and user text are echoed back: never let them ping @everyone or roles.
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True,
+                                                     replied_user=False),
+        )
+        self.recommender = recommender
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    # ---- start-up -------------------------------------------------------------------------
+    async def setup_hook(self) -> None:
+        """Runs once after login, before the gateway connects: cogs, buttons, slash commands."""
+        await self.add_features()
+        await self.sync_commands()
+
+    async def add_features(self) -> None:
+        """Register the cogs and the persistent feedback buttons (once per bot object)."""
+        from bot.discord.admin import AdminCog
+        from bot.discord.chat import ChatCog
+        from bot.discord.commands import UserCommands
+
+        # Buttons on messages sent before this process started route here by custom_id regex.
+        self.add_dynamic_items(FeedbackButton)
+        await self.add_cog(ChatCog(self))
+        await self.add_cog(UserCommands(self))
+        await self.add_cog(AdminCog(self))
+
+    async def sync_commands(self) -> None:
+        """Push slash commands to Discord: per dev guild (instant) or globally (up to an hour).
+
+        ``DISCORD_DEV_GUILD_IDS`` marks development: commands are copied into those guilds only,
+        so edits show up at once and the global list is not churned. A failed sync (e.g. the
+        bot was invited without the ``applications.commands`` scope) is logged, not fatal: the
+        chat side works without slash commands.
+        """
+        try:
+            if self.settings.discord_dev_guild_ids:
+                for guild_id in self.settings.discord_dev_guild_ids:
+                    guild = discord.Object(id=guild_id)
+                    self.tree.copy_global_to(guild=guild)
+                    synced = await self.tree.sync(guild=guild)
+                    log.info("synced %d slash commands to dev guild %s", len(synced), guild_id)
+            else:
+                synced = await self.tree.sync()
+                log.info("synced %d slash commands globally", len(synced))
+        except discord.HTTPException as exc:
+            log.warning("slash command sync failed (%s); re-invite the bot with the "
+                        "applications.commands scope (README, section Discord)", exc)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: conversation is :class:`~bot.discord.chat.ChatCog`'s listener.
+
+        ``commands.Bot``'s default would try to parse "@bot 우울해" as a command named 우울해
+        and raise CommandNotFound for every mention.
+        """
+
+    # ---- the shared answer path -----------------------------------------------------------
+    async def answer(self, user_id: str, *, text: str | None = None,
+                     mood: str | None = None) -> Answer:
+        """Ask the engine; every failure becomes a polite sentence, never an exception."""
+        try:
+            if mood is not None:
+                rec = await self.recommender.recommend_mood(user_id, mood, channel="discord")
+            else:
+                rec = await self.recommender.recommend(user_id, text or "", channel="discord")
+        except (EngineError, UnknownEmotionError) as exc:
+            # InputTooLongError & co. carry messages written for the person (Korean, actionable).
+            return Answer(notice=str(exc))
+        except Exception:
+            log.exception("recommendation failed")
+            return Answer(notice=ENGINE_FAILED)
+        return Answer(rec=rec)
+
+    async def attach_feedback(self, message: discord.Message, rec: Recommendation) -> bool:
+        """Link ``message`` to ``rec`` and add the reaction buttons; False if feedback is off.
+
+        The link is what lets ``on_raw_reaction_add`` find the rec id for messages discord.py no
+        longer caches (after a restart, or hours later). If the store cannot take it, the reply
+        is edited to say feedback will not be saved instead of silently dropping reactions.
+        """
+        store = self.recommender.store
+        if store is None:
+            return False
+        try:
+            await store.link_message(message.id, rec.rec_id)
+        except Exception:
+            log.warning("could not link message to %s; feedback disabled for it", rec.rec_id,
+                        exc_info=True)
+            try:
+                await message.edit(embed=recommendation_embed(rec, note=NOTE_NO_FEEDBACK),
+                                   view=None)
+            except discord.HTTPException:
+                log.warning("could not edit the reply to say feedback is off", exc_info=True)
+            return False
+        for emoji in BOT_REACTIONS:
+            try:
+                await message.add_reaction(emoji)
+            except discord.HTTPException as exc:  # no Add Reactions permission, or gone
+                log.info("could not add reactions to a reply (%s); buttons still work", exc)
+                break
+        return True
+
+    async def forget(self, user_id: str) -> dict[str, int]:
+        """Delete everything stored about ``user_id`` (``/forget-me``) and reset their budget."""
+        store = self.recommender.store
+        if store is None:
+            return {}
+        counts = await store.forget_user(user_id)
+        self.limiter.reset(user_id)
+        return counts
+
+
+def create_bot(recommender: Recommender, settings: Settings) -> MoodtuneBot:
+    """A configured, not yet connected bot (tests drive it offline with dpytest).
+
+    Message Content is a privileged intent: it must also be switched on in the Developer Portal
+    (README → Discord), or the gateway refuses the connection.
+    """
+    intents = discord.Intents.default()
+    intents.message_content = True
+    return MoodtuneBot(recommender, settings, intents=intents)
+
+
+async def run_discord(recommender: Recommender, settings: Settings) -> None:
+    """Connect and serve until cancelled. Reconnects are discord.py's (``reconnect=True``).
+
+    The token is read only here and only handed to discord.py; it is never logged or put into
+    an exception message.
+    """
+    if settings.discord_token is None:
+        raise DiscordConfigError("DISCORD_TOKEN is not set; put the bot token from the Developer "
+                                 "Portal (Bot → Reset Token) into .env")
+    bot = create_bot(recommender, settings)
+    try:
+        async with bot:
+            await bot.start(settings.discord_token.get_secret_value(), reconnect=True)
+    except discord.LoginFailure:
+        raise DiscordConfigError(
+            "Discord rejected DISCORD_TOKEN; reset the token in the Developer Portal (Bot → "
+            "Reset Token) and update .env") from None
+    except discord.PrivilegedIntentsRequired:
+        raise DiscordConfigError(
+            "the Message Content intent is not enabled for this bot; Developer Portal → your "
+            "application → Bot → Privileged Gateway Intents → Message Content Intent → Save"
+        ) from None

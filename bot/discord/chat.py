@@ -1,0 +1,167 @@
+"""Conversation: messages in, embeds out; reactions on those embeds become feedback.
+
+The bot answers when it is mentioned, in DMs, and in channels an admin enabled with
+``/channel enable`` — never to every message in every channel it can read. Reactions are
+handled through the *raw* events, which fire for every message, cached or not, and the message
+id is mapped to the rec id through the store, so a 👍 on yesterday's answer still counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord.ext import commands
+
+from bot.discord.render import (
+    EMPTY_MESSAGE,
+    FEEDBACK_NOT_SAVED,
+    rate_limited_text,
+    reaction_signal,
+    recommendation_embed,
+    strip_bot_mention,
+    user_key,
+)
+from bot.discord.views import feedback_view
+from bot.feedback import Signal
+
+if TYPE_CHECKING:
+    from bot.discord.app import MoodtuneBot
+
+log = logging.getLogger("moodtune.discord")
+
+__all__ = ["ChatCog"]
+
+Addressed = Literal["dm", "mention", "channel"]
+_WARNED_MAX = 10_000
+
+
+class ChatCog(commands.Cog, name="chat"):
+    """Mentions, DMs and enabled channels → recommendation embeds; reactions → feedback."""
+
+    def __init__(self, bot: MoodtuneBot) -> None:
+        self.bot = bot
+        # user -> monotonic time until which they were already told to slow down: one polite
+        # note per refusal window, so a spammer does not get one reply per spam message.
+        self._warned: dict[str, float] = {}
+
+    # ---- messages -------------------------------------------------------------------------
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if me is None or message.author.bot:
+            return
+        how = await self._addressed(message, me.id)
+        if how is None:
+            return
+        text = strip_bot_mention(message.content, me.id)
+        if not text:
+            if how != "channel":  # "@bot" alone is a hello; silence in a chatty channel is fine
+                await self._reply(message, content=EMPTY_MESSAGE)
+            return
+        user = user_key(message.author.id)
+        wait = self.bot.limiter.hit(user)
+        if wait is not None:
+            if self._first_warning(user, wait):
+                await self._reply(message, content=rate_limited_text(wait))
+            return
+        answer = await self.bot.answer(user, text=text)
+        if answer.rec is None:
+            await self._reply(message, content=answer.notice)
+            return
+        reply = await self._reply(message, embed=recommendation_embed(answer.rec),
+                                  view=feedback_view(answer.rec))
+        if reply is not None:
+            await self.bot.attach_feedback(reply, answer.rec)
+
+    async def _addressed(self, message: discord.Message, my_id: int) -> Addressed | None:
+        """Why the bot should answer this message, or None to stay quiet."""
+        if message.guild is None:
+            return "dm"
+        # Not ``mentioned_in``: that is also true for @everyone, which is not talking to us.
+        if any(u.id == my_id for u in message.mentions):
+            return "mention"
+        store = self.bot.recommender.store
+        if store is None:
+            return None
+        try:
+            enabled = await store.is_channel_enabled(message.guild.id, message.channel.id)
+        except Exception:
+            log.warning("channel settings unavailable; answering mentions and DMs only",
+                        exc_info=True)
+            return None
+        return "channel" if enabled else None
+
+    def _first_warning(self, user: str, wait: float) -> bool:
+        now = time.monotonic()
+        if now < self._warned.get(user, 0.0):
+            return False
+        if len(self._warned) >= _WARNED_MAX:
+            self._warned = {k: v for k, v in self._warned.items() if v > now}
+        self._warned[user] = now + wait
+        return True
+
+    async def _reply(self, message: discord.Message, *, content: str | None = None,
+                     embed: discord.Embed | None = None,
+                     view: discord.ui.View | None = None) -> discord.Message | None:
+        """Reply without pinging; a missing permission is logged, not raised."""
+        kwargs: dict = {"content": content, "embed": embed, "mention_author": False}
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            return await message.reply(**kwargs)
+        except discord.HTTPException:
+            log.warning("could not reply in channel %s", message.channel.id, exc_info=True)
+            return None
+
+    # ---- reactions ------------------------------------------------------------------------
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._on_reaction(payload, added=True)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._on_reaction(payload, added=False)
+
+    async def _on_reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        me = self.bot.user
+        if me is None or payload.user_id == me.id:
+            return  # the bot's own four reactions under each reply
+        if payload.member is not None and payload.member.bot:
+            return
+        signal = reaction_signal(payload.emoji.name if payload.emoji.is_unicode_emoji() else None)
+        store = self.bot.recommender.store
+        if signal is None or store is None:
+            return
+        user = user_key(payload.user_id)
+        try:
+            rec_id = await store.rec_for_message(payload.message_id)
+            if rec_id is None:
+                return  # not one of our answers (or its owner used /forget-me)
+            if added:
+                await self.bot.recommender.feedback_message(rec_id, user, signal)
+            else:
+                await self._withdraw(rec_id, user, signal)
+        except Exception:
+            log.warning("reaction feedback not stored", exc_info=True)
+            if added:
+                await self._tell(payload.channel_id, f"<@{payload.user_id}> {FEEDBACK_NOT_SAVED}")
+
+    async def _withdraw(self, rec_id: str, user: str, signal: Signal) -> int:
+        """Undo a reaction: remove the signal from every track it was recorded for."""
+        stored = await self.bot.recommender.store.recommendation(rec_id)
+        removed = 0
+        for _pos, song_id, _score in (stored or {}).get("items", []):
+            removed += bool(await self.bot.recommender.remove_feedback(rec_id, song_id, user,
+                                                                       signal))
+        return removed
+
+    async def _tell(self, channel_id: int, text: str) -> None:
+        """A short-lived note in the channel: reactions have no ephemeral reply."""
+        channel = self.bot.get_channel(channel_id) or self.bot.get_partial_messageable(channel_id)
+        try:
+            await channel.send(text, delete_after=30)  # type: ignore[union-attr]
+        except discord.HTTPException:
+            log.info("could not tell a user their feedback was not saved", exc_info=True)
