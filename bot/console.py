@@ -155,7 +155,7 @@ class ConsoleChat:
         store = self.rec.store
         if store is None:
             return "기록 저장소가 꺼져 있어요."
-        counts = await store.forget_user(self.user_id)
+        counts = await self.rec.forget_user(self.user_id)
         self.last = None
         return f"기록을 모두 지웠어요 ({sum(counts.values())}건)."
 

@@ -29,6 +29,7 @@ from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of, parse_e
 log = logging.getLogger("moodtune.engine")
 
 __all__ = [
+    "CFTrainingError",
     "EngineError",
     "InputTooLongError",
     "Recommendation",
@@ -55,8 +56,12 @@ class UnknownSongError(EngineError):
     """"More like this" named a song that is not in the catalogue."""
 
 
+class CFTrainingError(EngineError):
+    """Retraining CF failed or had nothing to learn from; the previous model keeps serving."""
+
+
 class CFScorer(Protocol):
-    """What the engine needs from a collaborative-filtering model (see ``training.cf``)."""
+    """What the engine needs from a collaborative-filtering model (see ``indexing.cf``)."""
 
     def scores(self, user_id: str, song_ids: Sequence[str]) -> dict[str, float] | None: ...
 
@@ -105,6 +110,7 @@ class Recommender:
         self.store = store
         self.cf: CFScorer | None = None
         self._swap_lock = asyncio.Lock()
+        self._cf_retrain_lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moodtune-cpu")
         self._recent: dict[str, list[set[str]]] = {}  # no-repeat memory when there is no store
         self.weights = RankWeights(
@@ -308,6 +314,17 @@ class Recommender:
                                                     scope="message"))
         return n
 
+    async def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete everything kept about ``user_id``: the store's rows and the engine's memory.
+
+        The in-memory no-repeat list is cleared too, so nothing of the person outlives the
+        request (``/forget-me``). Returns the rows deleted per table.
+        """
+        self._recent.pop(user_id, None)
+        if self.store is None:
+            return {}
+        return await self.store.forget_user(user_id)
+
     # ---- hot swaps -----------------------------------------------------------------------
     async def reload_index(self, catalog_path: str | Path | None = None) -> dict:
         """Rebuild the index from a catalogue and swap it in; on failure the old one keeps serving."""
@@ -326,25 +343,103 @@ class Recommender:
                     "seconds": round(time.perf_counter() - t0, 3)}
 
     async def reload_cf(self, *, quiet: bool = False) -> bool:
-        """Load the CF artifact if present; a missing or broken one leaves the current model."""
+        """Load the CF artifact if present; a missing or broken one leaves the current model.
+
+        Raises :class:`indexing.cf.CFLoadError` for a broken artifact unless ``quiet``.
+        """
+        from indexing.cf import CFModel  # numpy-only loader, no implicit/scipy
+
         path = self.settings.resolved_cf_path
-        try:
-            from training.cf_model import CFModel  # numpy-only loader, no torch
-        except ImportError:
-            return False
         if not path.exists():
             return False
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
                 None, lambda: CFModel.load(path, min_events=self.settings.cf_min_events))
-        except Exception as exc:
+        except Exception as exc:  # CFLoadError, or anything unexpected: keep the current model
             if not quiet:
                 raise
             log.warning("CF model at %s not loaded: %s", path, exc)
             return False
-        self.cf = model
+        self.cf = model  # atomic reference swap; in-flight requests keep the model they read
+        log.info("CF model %s loaded: %d users, %d songs", model.model_id, model.n_users,
+                 model.n_items)
         return True
+
+    async def retrain_cf(self, *, timeout: float | None = None) -> dict:
+        """Train a new CF model from the store's feedback in a worker process, then hot-swap it.
+
+        Why a separate process (``python -m bot train-cf``, exactly what an operator runs): ALS
+        is CPU-bound native code that allocates hundreds of MB; in its own process the event
+        loop and the ranking threads keep answering at full speed, the memory returns to the OS
+        when it exits, and a crash in native code cannot take the bot down. It reads the
+        database read-only (WAL: our writes continue) and writes the artifact atomically, so on
+        any failure — including "no feedback yet" — the current model keeps serving and
+        :class:`CFTrainingError` says why. One retraining at a time.
+        """
+        import contextlib
+        import json
+        import os
+        import sys
+
+        from indexing.cf import CFLoadError
+
+        db = getattr(self.store, "path", None) if self.store is not None else None
+        if not db:
+            raise CFTrainingError("CF learns from stored feedback, but the store is not "
+                                  "configured; run the bot with a database")
+        if db == ":memory:" or "mode=memory" in str(db):
+            raise CFTrainingError("the database is in memory, so a training process cannot read "
+                                  "it; set DATABASE_PATH to a file")
+        if self._cf_retrain_lock.locked():
+            raise CFTrainingError("a CF retraining is already running; wait for it to finish")
+        async with self._cf_retrain_lock:
+            catalog = self.settings.catalog_path or default_catalog_path()
+            cmd = [sys.executable, "-m", "bot", "train-cf", "--json", "--no-progress",
+                   "--db", str(Path(db).resolve()),
+                   "--out", str(self.settings.resolved_cf_path.resolve()),
+                   "--catalog", str(Path(catalog).resolve())]
+            root = str(Path(__file__).resolve().parent.parent)
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
+                                                 if p)}
+            started = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            except BaseException as exc:  # cancelled or timed out: never leave an orphan behind
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                if isinstance(exc, TimeoutError):
+                    raise CFTrainingError(f"CF training took longer than {timeout:.0f} s and was "
+                                          "stopped; the current model keeps serving") from exc
+                raise
+            if proc.returncode != 0:
+                lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines()
+                         if ln.strip()]
+                reason = next((ln for ln in reversed(lines) if ln.startswith("moodtune")),
+                              lines[-1] if lines else f"exit status {proc.returncode}")
+                reason = reason.removeprefix("moodtune train-cf: ")
+                raise CFTrainingError(f"CF training failed: {reason} (the current model keeps "
+                                      "serving)")
+            try:
+                summary = json.loads(out.decode("utf-8").strip().splitlines()[-1])
+                loaded = await self.reload_cf()
+            except (ValueError, IndexError) as exc:
+                raise CFTrainingError(f"CF training printed no summary ({exc}); the current "
+                                      "model keeps serving") from exc
+            except CFLoadError as exc:
+                raise CFTrainingError(f"the new CF model could not be loaded ({exc}); the "
+                                      "current model keeps serving") from exc
+            if not loaded:
+                raise CFTrainingError(f"CF training wrote no model at "
+                                      f"{self.settings.resolved_cf_path}")
+            return {"model": summary.get("model_id"), "users": summary.get("users"),
+                    "songs": summary.get("songs"), "events": summary.get("events"),
+                    "seconds": round(time.perf_counter() - started, 1)}
 
     # ---- passthroughs --------------------------------------------------------------------
     def describe_mood(self, emotion: Sequence[float]) -> str:

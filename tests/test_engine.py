@@ -237,3 +237,14 @@ async def test_event_loop_is_not_blocked_by_ranking(engine):
     stop.set()
     await t
     assert ticks > 3
+
+
+async def test_forget_user_clears_store_and_memory(engine):
+    await engine.recommend("gone", "우울해")
+    await engine.recommend("stays", "우울해")
+    assert "gone" in engine._recent
+    counts = await engine.forget_user("gone")
+    assert counts and sum(counts.values()) > 0
+    assert "gone" not in engine._recent and "stays" in engine._recent
+    assert await engine.store.history("gone") == []
+    assert len(await engine.store.history("stays")) == 1

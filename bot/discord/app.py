@@ -156,10 +156,7 @@ class MoodtuneBot(commands.Bot):
 
     async def forget(self, user_id: str) -> dict[str, int]:
         """Delete everything stored about ``user_id`` (``/forget-me``) and reset their budget."""
-        store = self.recommender.store
-        if store is None:
-            return {}
-        counts = await store.forget_user(user_id)
+        counts = await self.recommender.forget_user(user_id)
         self.limiter.reset(user_id)
         return counts
 
