@@ -132,3 +132,46 @@ def test_distillation_trains_on_teacher_targets_and_unlabelled_texts(tmp_path, t
                 unlabelled=unlabelled, log=logs.append)
     assert any(f"+ {len(unlabelled)} unlabelled" in m for m in logs)
     assert res.best["macro_f1"] > 0.5
+
+
+def test_lexical_teacher_is_out_of_fold_and_ensembles():
+    from training.classifier import ensemble_targets, tfidf_probabilities
+    from training.data import Example
+
+    rng = random.Random(3)
+    train = [Example(f"{rng.choice(ws)} {rng.choice(['오늘', '진짜', '너무'])} {i}",
+                     LABELS.index(lab), "t")
+             for lab, ws in WORDS.items() for i in range(30)]
+    probs = tfidf_probabilities(train, ["새로운 문장 편안해"], folds=3)
+    assert len(probs) == len(train) + 1
+    p = np.stack([probs[e.text] for e in train])
+    assert np.allclose(p.sum(1), 1.0)
+    # out-of-fold: not a copy of the gold labels, but far better than chance
+    acc = np.mean(p.argmax(1) == [e.label for e in train])
+    assert acc > 0.5
+    assert p.max(1).mean() < 0.99
+    teacher = {t: np.zeros(6, np.float32) for t in probs}  # uniform teacher
+    mixed = ensemble_targets(teacher, probs, 0.5)
+    m = np.exp(mixed["새로운 문장 편안해"])
+    assert np.allclose(m, 0.5 / 6 + 0.5 * probs["새로운 문장 편안해"], atol=1e-5)
+
+
+def test_bias_calibration_raises_macro_f1_and_folds_into_the_model(tiny_run):
+    from transformers import AutoModelForSequenceClassification
+
+    from training.classifier import _macro_f1, apply_bias, calibrate_bias
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 6, 600)
+    logits = rng.normal(size=(600, 6))
+    logits[np.arange(600), y] += 1.0
+    logits[:, 0] += 1.5  # a model that over-predicts class 0
+    offsets, before, after = calibrate_bias(logits, y)
+    assert after > before + 0.05
+    assert offsets[0] < 0
+    assert _macro_f1(y, (logits + offsets).argmax(1)) == pytest.approx(after)
+    d, _, _, _ = tiny_run
+    model = AutoModelForSequenceClassification.from_pretrained(d / "hf")
+    b0 = model.classifier.bias.detach().clone()
+    apply_bias(model, offsets)
+    assert torch.allclose(model.classifier.bias - b0, torch.tensor(offsets, dtype=b0.dtype))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from training.data import default_label_map_path, default_peace_path
@@ -43,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="distil from this trained HF model dir (e.g. a 12-layer run)")
     parser.add_argument("--distill-alpha", type=float, default=0.7,
                         help="weight of the distillation loss when --teacher is given")
+    parser.add_argument("--lexical-teacher", type=float, default=0.0, metavar="WEIGHT",
+                        help="mix a char n-gram TF-IDF model (out-of-fold on the training split) "
+                             "into the teacher's targets with this weight (0 = off)")
     parser.add_argument("--unlabelled", type=Path, nargs="*", default=None,
                         help="transfer texts for distillation (.tsv KOTE id<TAB>text<TAB>labels, "
                              ".csv with a sentence column, or .txt lines); default: KOTE val+test")
@@ -77,7 +82,19 @@ def run(args: argparse.Namespace) -> int:
         unlabelled = [t for p in paths for t in read_texts(p) if t not in test_texts]
         texts = [e.text for e in data.train] + unlabelled
         print(f"teacher {args.teacher}: scoring {len(texts)} texts")
-        soft = teacher_logits(args.teacher, texts, args.max_length, threads=args.threads)
+        val_texts = [e.text for e in data.val]
+        soft = teacher_logits(args.teacher, texts + val_texts, args.max_length,
+                              threads=args.threads)
+        _report_teacher("teacher", soft, data.val)
+        if args.lexical_teacher > 0:
+            from training.classifier import ensemble_targets, tfidf_probabilities
+
+            lexical = tfidf_probabilities(data.train, unlabelled + val_texts, seed=args.seed)
+            _report_teacher("lexical", {t: np.log(p + 1e-8) for t, p in lexical.items()},
+                            data.val)
+            soft = ensemble_targets(soft, lexical, args.lexical_teacher)
+            _report_teacher(f"ensemble (lexical weight {args.lexical_teacher})", soft, data.val)
+            cfg.extra["lexical_teacher_weight"] = args.lexical_teacher
         cfg.distill_alpha = args.distill_alpha
         cfg.extra.update(teacher=str(args.teacher),
                          unlabelled_sources=[p.name for p in paths])
@@ -100,6 +117,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported -> {args.export_to} (test macro-F1 int8 "
           f"{meta['metrics'].get('test_int8', {}).get('macro_f1', float('nan')):.4f})")
     return 0
+
+
+def _report_teacher(name: str, soft: dict, val) -> None:
+    """Validation macro-F1 of a teacher's targets: is the teacher worth distilling from?"""
+    from training.classifier import evaluate_predictions
+
+    pred = [int(np.argmax(soft[e.text])) for e in val]
+    m = evaluate_predictions([e.label for e in val], pred)
+    print(f"{name} on validation: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f}")
 
 
 def _read_map(path: Path) -> dict:

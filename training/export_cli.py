@@ -17,6 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="split seed: the held-out test split scored into the model card")
     parser.add_argument("--no-eval", action="store_true",
                         help="skip scoring on the held-out split (no shared data needed)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit per-class logit offsets on the validation split (macro-F1) "
+                             "and fold them into the model before exporting")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +49,41 @@ def run(args: argparse.Namespace) -> int:
         texts, labels = [e.text for e in data.test], [e.label for e in data.test]
         info.update({"data_sources": [p.name for p in sources],
                      "split": {"seed": args.seed, "val_frac": 0.1, "test_frac": 0.1}})
+    if args.calibrate:
+        if args.no_eval:
+            print("moodtune export: --calibrate needs the validation split (drop --no-eval)")
+            return 2
+        info["calibration"] = calibrate(args.hf_dir, data.val, args.max_length)
     meta = export_model(args.hf_dir, args.out, quantize=not args.no_quantize,
                         compact=args.compact, eval_texts=texts, eval_labels=labels, info=info)
     print(f"exported {args.hf_dir} -> {args.out}: {meta['files']}")
     return 0
+
+
+def calibrate(hf_dir: Path, val, max_length: int) -> dict:
+    """Fit offsets on validation and save them into the HF model (idempotent: re-fits from
+    the uncalibrated bias recorded in ``calibration.json``)."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.classifier import apply_bias, calibrate_bias, predict_logits
+
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    record = hf_dir / "calibration.json"
+    if record.exists():  # undo an earlier calibration first
+        apply_bias(model, -np.asarray(json.loads(record.read_text())["offsets"]))
+    torch.set_num_threads(2)
+    logits = predict_logits(model, tok, [e.text for e in val], max_length)
+    offsets, before, after = calibrate_bias(logits, [e.label for e in val])
+    apply_bias(model, offsets)
+    model.save_pretrained(hf_dir)
+    result = {"offsets": [round(float(x), 4) for x in offsets],
+              "val_macro_f1_before": round(before, 4), "val_macro_f1_after": round(after, 4)}
+    record.write_text(json.dumps(result), encoding="utf-8")
+    print(f"calibrated on validation: macro-F1 {before:.4f} -> {after:.4f}, offsets "
+          f"{result['offsets']}")
+    return result
