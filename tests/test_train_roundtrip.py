@@ -175,3 +175,20 @@ def test_bias_calibration_raises_macro_f1_and_folds_into_the_model(tiny_run):
     b0 = model.classifier.bias.detach().clone()
     apply_bias(model, offsets)
     assert torch.allclose(model.classifier.bias - b0, torch.tensor(offsets, dtype=b0.dtype))
+
+
+def test_int8_embedding_tables_shrink_the_fp32_graph_further(tmp_path, tiny_run):
+    from training.export import compact_fp32_graph
+
+    d, data, _, _ = tiny_run
+    a = compact_fp32_graph(d / "onnx" / "model.onnx", tmp_path / "a.onnx", min_elements=64)
+    b = compact_fp32_graph(d / "onnx" / "model.onnx", tmp_path / "model.onnx", min_elements=64,
+                           int8_embeddings=True)
+    assert b["bytes_after"] < a["bytes_after"]
+    for name in ("tokenizer.json", "moodtune.json"):
+        (tmp_path / name).write_bytes((d / "onnx" / name).read_bytes())
+    texts = [e.text for e in data.test]
+    full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
+    small = EmotionClassifier.load(tmp_path, variant="fp32").predict(texts)
+    assert np.abs(full - small).max() < 2e-2
+    assert (full.argmax(1) == small.argmax(1)).mean() > 0.95

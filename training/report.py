@@ -119,9 +119,11 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
     if metrics.get("fp32_compaction"):
         c = metrics["fp32_compaction"]
         lines += ["## Files", "",
-                  f"`model.onnx` is the fp32 graph with its weights stored as float16 "
+                  "`model.onnx` is the fp32 graph with its weights stored as float16 and its "
+                  "embedding tables as int8 with one scale per row "
                   f"({c['bytes_before'] / 1e6:.1f} MB → {c['bytes_after'] / 1e6:.1f} MB); "
-                  "onnxruntime casts them back to float32 when the session is built. "
+                  "onnxruntime turns them back into float32 constants when the session is built, "
+                  "so it computes in float32 throughout. "
                   f"Max |Δlogit| against PyTorch: "
                   f"{metrics.get('fp16_stored_vs_torch_max_abs_diff', float('nan')):.2e}. "
                   "`model.int8.onnx` was quantised from the full-precision graph.", ""]
