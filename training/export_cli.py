@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         sources = [emotion_csv(), default_peace_path()]
         data = build_dataset([(p, lmap) for p in sources], seed=args.seed)
         texts, labels = [e.text for e in data.test], [e.label for e in data.test]
+        raw_map = json.loads(default_label_map_path().read_text(encoding="utf-8"))
         info.update({"data_sources": [p.name for p in sources],
+                     "label_map": {k: v for k, v in raw_map.items() if not k.startswith("_")},
                      "split": {"seed": args.seed, "val_frac": 0.1, "test_frac": 0.1}})
     if args.calibrate:
         if args.no_eval:
