@@ -124,7 +124,7 @@ def test_distillation_trains_on_teacher_targets_and_unlabelled_texts(tmp_path, t
     unlabelled = [f"오늘 {w} 완전 {i}" for ws in WORDS.values() for w in ws for i in range(3)]
     soft = teacher_logits(d / "hf", [e.text for e in data.train] + unlabelled, 16, threads=1)
     assert all(v.shape == (6,) for v in soft.values())
-    cfg = TrainConfig(epochs=4, batch_size=16, lr=5e-3, hidden_size=32, num_layers=1,
+    cfg = TrainConfig(epochs=10, batch_size=16, lr=5e-3, hidden_size=32, num_layers=1,
                       num_heads=2, intermediate_size=64, vocab_size=300, max_length=16,
                       threads=1, patience=5, distill_alpha=0.7)
     logs: list[str] = []
