@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -28,6 +30,7 @@ __all__ = [
     "default_catalog_path",
     "load_default",
     "melon_url",
+    "normalise",
     "youtube_search_url",
 ]
 
@@ -98,6 +101,21 @@ class Song:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise CatalogError(f"bad catalogue record {d!r:.200}: {exc}") from exc
+
+
+_FEAT = re.compile(r"[(\[]\s*(?:feat|ft|with)\b[^)\]]*[)\]]", re.IGNORECASE)
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """Comparison key for titles/artists: width, case, punctuation, spacing and "(feat. X)" ignored.
+
+    Crawled metadata spells one track many ways ("Love Poem", "love poem", "Love Poem (Feat.
+    X)", full-width letters); those are the same song to a listener.
+    """
+    t = unicodedata.normalize("NFKC", text).casefold()
+    t = _FEAT.sub(" ", t)
+    return _NON_WORD.sub("", t)
 
 
 def melon_url(melon_id: str) -> str:

@@ -9,7 +9,6 @@ can gate a pipeline (``moodtune catalog stats && moodtune index``).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
@@ -17,23 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexing.catalog import normalise
+
 if TYPE_CHECKING:
     from indexing.catalog import Song
-
-_FEAT = re.compile(r"[(\[]\s*(?:feat|ft|with)\b[^)\]]*[)\]]", re.IGNORECASE)
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    """Comparison key for titles/artists: width, case, punctuation, spacing and "(feat. X)" ignored.
-
-    Crawled metadata spells one track many ways ("Love Poem", "love poem", "Love Poem (Feat.
-    X)", full-width letters); those are the same song to a listener.
-    """
-    t = unicodedata.normalize("NFKC", text).casefold()
-    t = _FEAT.sub(" ", t)
-    return _NON_WORD.sub("", t)
-
 
 def find_duplicates(songs: Iterable[Song]) -> list[list[Song]]:
     """Groups of two or more songs with the same normalised (title, artist), in catalogue order."""

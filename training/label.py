@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from indexing.catalog import Catalog, Song
+from indexing.catalog import Catalog, Song, normalise
 
 __all__ = [
     "LabelReport",
@@ -102,11 +102,6 @@ class LabelReport:
         }
 
 
-def _norm_key(text: str) -> str:
-    t = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"[\W_]+", "", t)
-
-
 def song_id_for(title: str, artist: str, melon_id: str | int | None = None) -> str:
     """Stable id: the Melon id when known, else a hash of the normalised title and artist.
 
@@ -115,7 +110,7 @@ def song_id_for(title: str, artist: str, melon_id: str | int | None = None) -> s
     """
     if melon_id not in (None, ""):
         return f"melon:{melon_id}"
-    h = hashlib.sha1(f"{_norm_key(title)}\x1f{_norm_key(artist)}".encode()).hexdigest()[:12]
+    h = hashlib.sha1(f"{normalise(title)}\x1f{normalise(artist)}".encode()).hexdigest()[:12]
     return f"ta:{h}"
 
 
@@ -274,7 +269,7 @@ def label_songs(
         partial.unlink(missing_ok=True)
     done = _read_partial(partial)
     report = LabelReport(skipped_done=len(done))
-    seen_keys = {(_norm_key(s.title), _norm_key(s.artist)) for s in done.values()}
+    seen_keys = {(normalise(s.title), normalise(s.artist)) for s in done.values()}
     t0 = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=total, disable=not progress, unit="song", desc="labelling")
@@ -304,7 +299,7 @@ def label_songs(
         for st in songs:
             if st.song_id in done:
                 continue
-            key = (_norm_key(st.title), _norm_key(st.artist))
+            key = (normalise(st.title), normalise(st.artist))
             if key in seen_keys:
                 report.duplicates += 1
                 continue
