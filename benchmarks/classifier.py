@@ -1,0 +1,173 @@
+"""Classifier quality and speed on the held-out split, beside a TF-IDF baseline and PyTorch.
+
+Quality: the shipped model (int8 and fp32 ONNX) on the test split it never trained on, scored on
+all six labels and on the five the source corpus can express; in the same run, a character
+n-gram TF-IDF + logistic-regression baseline trained on the same train split.
+Speed: one-sentence latency p50/p99, batch-32 throughput and peak RSS (each in a fresh process)
+for fp32 ONNX, int8 ONNX and the PyTorch model (when its training checkpoint is present).
+
+    python -m benchmarks.classifier [--quick] [--hf-dir runs/classifier]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _split(seed: int):
+    from training.data import (
+        build_dataset,
+        default_label_map_path,
+        default_peace_path,
+        load_label_map,
+    )
+    from training.paths import emotion_csv
+
+    lmap = load_label_map(default_label_map_path())
+    return build_dataset([(emotion_csv(), lmap), (default_peace_path(), lmap)], seed=seed)
+
+
+def quality(seed: int, model_dir: Path | None) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from inference.classifier import EmotionClassifier
+    from inference.emotions import LABELS, index_of
+    from training.classifier import evaluate_predictions
+
+    data = _split(seed)
+    test_x = [e.text for e in data.test]
+    test_y = [e.label for e in data.test]
+    five = [i for i in range(6) if i != index_of("평화")]
+    out: dict = {"test_size": len(test_x), "test_per_class": data.describe()["test"]}
+
+    t = time.perf_counter()
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True)
+    a = vec.fit_transform([e.text for e in data.train])
+    lr = LogisticRegression(C=3, max_iter=3000, class_weight="balanced")
+    lr.fit(a, [e.label for e in data.train])
+    base_pred = lr.predict(vec.transform(test_x))
+    out["baseline_train_seconds"] = round(time.perf_counter() - t, 1)
+
+    def score(pred):
+        pred = np.asarray(pred)
+        mask = np.asarray([y in five for y in test_y])
+        m6 = evaluate_predictions(test_y, pred)
+        # five-label view: sentences of the five source labels, scored on those labels
+        m5 = evaluate_predictions(np.asarray(test_y)[mask], pred[mask], labels=five)
+        return {"accuracy_6": m6["accuracy"], "macro_f1_6": m6["macro_f1"],
+                "accuracy_5": m5["accuracy"], "macro_f1_5": m5["macro_f1"],
+                "per_class_f1": {k: v["f1"] for k, v in m6["per_class"].items()}}
+
+    out["tfidf_logreg"] = score(base_pred)
+    for variant in ("fp32", "int8"):
+        clf = EmotionClassifier.load(model_dir, variant=variant, threads=2)
+        out[f"onnx_{variant}"] = score(clf.predict(test_x).argmax(1))
+    out["labels"] = list(LABELS)
+    return out
+
+
+SPEED_CODE = r"""
+import json, sys, time, resource
+import numpy as np
+kind, model_dir, hf_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+texts = json.loads(sys.stdin.read())
+if kind == "torch":
+    import torch
+    torch.set_num_threads(2)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    m = AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    def run(batch):
+        with torch.inference_mode():
+            enc = tok(batch, padding=True, truncation=True, max_length=64, return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            return m(**enc).logits
+else:
+    from inference.classifier import EmotionClassifier
+    clf = EmotionClassifier.load(None if model_dir == "-" else model_dir, variant=kind, threads=2)
+    run = clf.predict
+for t in texts[:20]:
+    run([t])
+lat = []
+for t in texts[:n]:
+    s = time.perf_counter(); run([t]); lat.append((time.perf_counter() - s) * 1000)
+batches = [texts[i:i+32] for i in range(0, len(texts), 32)]
+s = time.perf_counter(); done = 0
+while time.perf_counter() - s < 3.0:
+    for b in batches:
+        run(b); done += len(b)
+        if time.perf_counter() - s >= 3.0: break
+tput = done / (time.perf_counter() - s)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+                  "batch32_sent_per_s": tput, "peak_rss_mb": rss}))
+"""
+
+
+def speed(kind: str, texts: list[str], model_dir: Path | None, hf_dir: Path | None, n: int) -> dict:
+    r = subprocess.run(
+        [sys.executable, "-c", SPEED_CODE, kind, str(model_dir or "-"), str(hf_dir or "-"), str(n)],
+        input=json.dumps(texts, ensure_ascii=False), capture_output=True, text=True, cwd=ROOT,
+        timeout=600)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer latency samples")
+    ap.add_argument("--model-dir", type=Path, default=None, help="default: shipped model")
+    ap.add_argument("--hf-dir", type=Path, default=ROOT / "runs" / "classifier",
+                    help="PyTorch checkpoint for the torch row (skipped when absent)")
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args(argv)
+
+    q = quality(args.seed, args.model_dir)
+    data_texts = [e.text for e in _split(args.seed).test][:2000]
+    n = 300 if args.quick else 1000
+    sp = {k: speed(k, data_texts, args.model_dir, None, n) for k in ("fp32", "int8")}
+    if args.hf_dir and (args.hf_dir / "config.json").exists():
+        sp["torch"] = speed("torch", data_texts, None, args.hf_dir, n)
+    else:
+        sp["torch"] = {"error": f"no PyTorch checkpoint at {args.hf_dir} (train one first)"}
+
+    print(f"\nQuality on the held-out test split ({q['test_size']} sentences, never trained on)")
+    print(f"{'model':<16}{'acc (6)':>9}{'mF1 (6)':>9}{'acc (5)':>9}{'mF1 (5)':>9}")
+    for k in ("tfidf_logreg", "onnx_fp32", "onnx_int8"):
+        m = q[k]
+        print(f"{k:<16}{m['accuracy_6']:>9.4f}{m['macro_f1_6']:>9.4f}{m['accuracy_5']:>9.4f}"
+              f"{m['macro_f1_5']:>9.4f}")
+    gain = q["onnx_int8"]["macro_f1_5"] - q["tfidf_logreg"]["macro_f1_5"]
+    print(f"shipped int8 vs TF-IDF baseline, macro-F1 on the five source labels: {gain:+.4f}")
+    print("per-class F1 (int8):", json.dumps(q["onnx_int8"]["per_class_f1"], ensure_ascii=False))
+    print("\nSpeed on this machine (fresh process each; batch throughput at batch 32)")
+    print(f"{'runtime':<10}{'p50 ms':>9}{'p99 ms':>9}{'sent/s':>10}{'peak RSS MB':>13}")
+    for k, m in sp.items():
+        if "error" in m:
+            print(f"{k:<10}  {m['error']}")
+            continue
+        print(f"{k:<10}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['batch32_sent_per_s']:>10.0f}"
+              f"{m['peak_rss_mb']:>13.0f}")
+    if "error" not in sp.get("torch", {"error": 1}):
+        print(f"int8 ONNX vs PyTorch throughput: "
+              f"{sp['int8']['batch32_sent_per_s'] / sp['torch']['batch32_sent_per_s']:.1f}x")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "classifier.json").write_text(json.dumps(
+        {"quality": q, "speed": sp, "quick": args.quick}, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
