@@ -29,20 +29,19 @@ reactions gets gentle nudges, not a full-strength verdict from a noisy profile.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from indexing.atomic import exclusive, fsync, recover, sha256, swap_into_place
 
 log = logging.getLogger("moodtune.cf")
 
@@ -85,86 +84,6 @@ class CFSaveError(RuntimeError):
 
 
 # ---- writing --------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or directory so a power cut right after the rename cannot lose it."""
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _siblings(out: Path, kind: str) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.{kind}-*"))
-
-
-def _recover(out: Path) -> None:
-    """Undo what a writer killed between its two renames left behind (lock held).
-
-    Target missing but a renamed-away old artifact present: put the old one back. Any other
-    leftover temp/old directory is garbage from an interrupted write.
-    """
-    olds = _siblings(out, "old")
-    if not out.exists() and olds:
-        newest = max(olds, key=lambda p: p.stat().st_mtime)
-        log.warning("restoring CF model %s from an interrupted swap (%s)", out, newest.name)
-        os.rename(newest, out)
-        olds.remove(newest)
-    for stale in [*olds, *_siblings(out, "tmp")]:
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _write_lock(out: Path) -> Iterator[None]:
-    """One writer per target, so a cron job and /retrain cannot interleave their renames."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no cross-process lock on Windows
-        yield
-        return
-    lock_path = out.parent / f".{out.name}.lock"
-    with lock_path.open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise CFSaveError(f"another CF training is writing {out} (lock {lock_path}); wait for "
-                              "it to finish") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    old: Path | None = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    _fsync(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _check_arrays(user_ids: Sequence[str], item_ids: Sequence[str], user_factors: np.ndarray,
                   item_factors: np.ndarray, user_events: np.ndarray) -> None:
     if len(user_ids) == 0 or len(item_ids) == 0:
@@ -205,8 +124,9 @@ def save_cf(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str], item_id
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CFSaveError(f"cannot create {out.parent}: {exc}") from exc
-    with _write_lock(out):
-        _recover(out)
+    with exclusive(out, lambda lock: CFSaveError(
+            f"another CF training is writing {out} (lock {lock}); wait for it to finish")):
+        recover(out, "CF model")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             np.save(tmp / USER_FACTORS, uf)
@@ -214,7 +134,7 @@ def save_cf(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str], item_id
             np.save(tmp / USER_EVENTS, ev)
             with (tmp / IDS_FILE).open("w", encoding="utf-8") as fh:
                 json.dump({"users": users, "items": items}, fh, ensure_ascii=False)
-            files = {name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            files = {name: {"size": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
                      for name in DATA_FILES}
             now = datetime.now(UTC)
             full = {
@@ -232,9 +152,9 @@ def save_cf(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str], item_id
                 json.dump(full, fh, ensure_ascii=False, indent=2)
                 fh.write("\n")
             for name in (*DATA_FILES, INFO_FILE):
-                _fsync(tmp / name)
-            _fsync(tmp)
-            _swap_into_place(tmp, out)
+                fsync(tmp / name)
+            fsync(tmp)
+            swap_into_place(tmp, out)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):
@@ -275,7 +195,7 @@ def _verify_file(path: Path, meta: Any) -> None:
         raise CFLoadError(f"cf.json has no checksum for {path.name}; {_RETRAIN}")
     try:
         size = path.stat().st_size
-        digest = _sha256(path)
+        digest = sha256(path)
     except OSError as exc:
         raise CFLoadError(f"cannot read {path} ({exc}); {_RETRAIN}") from exc
     if size != meta["size"]:

@@ -18,7 +18,7 @@ built (``/reindex``), and a crash or a full disk half-way must never leave it wi
 new index is written completely into ``.<name>.tmp-*`` beside the target, then the old directory
 is renamed away, the new one renamed in and the old one deleted. If anything fails before the
 second rename, the old directory is untouched (or renamed back). A build killed between the two
-renames is repaired by the next build (see ``_recover``); readers that open the directory in
+renames is repaired by the next build (see ``indexing.atomic.recover``); readers that open the directory in
 that instant get :class:`IndexNotFoundError` and keep their current index.
 
 Threads: a loaded :class:`SongIndex` is read-only. Annoy's ``get_nns_by_vector`` only reads the
@@ -30,8 +30,6 @@ still be searching (unmapping under a running query would crash the process).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +38,7 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from indexing.atomic import exclusive, fsync, recover, sha256, swap_into_place
 from indexing.catalog import Catalog, Song
 from inference.emotions import LABELS, NUM_EMOTIONS
 
@@ -228,29 +227,6 @@ def _metadata_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
 
 
 # ---- build ----------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or directory to disk so a power cut after the rename cannot lose it."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. directories on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_annoy(
     vectors: np.ndarray, path: Path, *, n_trees: int, seed: int, n_jobs: int, progress: bool
 ) -> None:
@@ -282,66 +258,6 @@ def _write_info(tmp: Path, info: dict[str, Any]) -> None:
     with (tmp / INFO_FILE).open("w", encoding="utf-8") as fh:
         json.dump(info, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
-
-
-def _siblings(out_dir: Path, kind: str) -> list[Path]:
-    return sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*"))
-
-
-def _recover(out_dir: Path) -> None:
-    """Repair what a build killed mid-way left behind (called with the build lock held).
-
-    If the target is missing but a renamed-away old index exists, the previous build died between
-    its two renames: put the old (complete) index back. Leftover temp and old dirs are garbage.
-    """
-    olds = _siblings(out_dir, "old")
-    if not out_dir.exists() and olds:
-        newest = max(olds, key=lambda p: p.stat().st_mtime)
-        log.warning("restoring index %s from interrupted swap (%s)", out_dir, newest.name)
-        os.rename(newest, out_dir)
-        olds.remove(newest)
-    for stale in [*olds, *_siblings(out_dir, "tmp")]:
-        log.info("removing leftover %s", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _build_lock(out_dir: Path) -> Iterator[None]:
-    """One build per target at a time, so cleanup of stale temp dirs never hits a live build."""
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no cross-process lock
-        yield
-        return
-    with lock_path.open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise IndexBuildError(
-                f"another build of {out_dir} is running (lock {lock_path}); wait for it to finish"
-            ) from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` to ``out_dir``, replacing an existing index without ever losing it."""
-    old: Path | None = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}"
-        os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out_dir)
-        raise
-    _fsync(out_dir.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_index(
@@ -385,8 +301,9 @@ def build_index(
         raise IndexBuildError(f"cannot create {out.parent}: {exc}") from exc
 
     started = time.perf_counter()
-    with _build_lock(out):
-        _recover(out)
+    with exclusive(out, lambda lock: IndexBuildError(
+            f"another build of {out} is running (lock {lock}); wait for it to finish")):
+        recover(out, "index")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             ann_path = tmp / ANN_FILE
@@ -405,7 +322,7 @@ def build_index(
                 "model_fingerprint": model_fingerprint,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": {
-                    ANN_FILE: {"size": ann_path.stat().st_size, "sha256": _sha256(ann_path)},
+                    ANN_FILE: {"size": ann_path.stat().st_size, "sha256": sha256(ann_path)},
                     VECTORS_FILE: {"size": (tmp / VECTORS_FILE).stat().st_size},
                     META_FILE: {"size": (tmp / META_FILE).stat().st_size},
                 },
@@ -414,9 +331,9 @@ def build_index(
             }
             _write_info(tmp, info)  # last: a dir without index.json is never a valid index
             for name in (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE):
-                _fsync(tmp / name)
-            _fsync(tmp)
-            _swap_into_place(tmp, out)
+                fsync(tmp / name)
+            fsync(tmp)
+            swap_into_place(tmp, out)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):
@@ -536,7 +453,7 @@ class SongIndex:
                 f"{ann_path} is {size} bytes, {INFO_FILE} says {expected['size']} "
                 f"(truncated or replaced); {_REBUILD}"
             )
-        if verify_checksum and expected.get("sha256") and _sha256(ann_path) != expected["sha256"]:
+        if verify_checksum and expected.get("sha256") and sha256(ann_path) != expected["sha256"]:
             raise IndexCorruptError(f"{ann_path} checksum mismatch; {_REBUILD}")
 
         ann = AnnoyIndex(NUM_EMOTIONS, METRIC)

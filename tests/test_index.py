@@ -14,6 +14,7 @@ import pytest
 
 import indexing.index as index_mod
 from bot.cli import main as moodtune
+from indexing.atomic import recover
 from indexing.catalog import Catalog, Song
 from indexing.index import (
     ExactSearch,
@@ -296,7 +297,7 @@ def test_build_killed_between_renames_is_repaired(tmp_path: Path) -> None:
     os.rename(out, tmp_path / ".index.old-123-456")  # as if killed right after renaming away
     with pytest.raises(IndexNotFoundError):
         SongIndex.load(out)
-    index_mod._recover(out)
+    recover(out, "index")
     assert len(SongIndex.load(out)) == 10
     (tmp_path / ".index.tmp-zzz").mkdir()  # an abandoned temp dir is cleaned by the next build
     build_index(_small(5, "n"), out)
