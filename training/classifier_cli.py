@@ -18,6 +18,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="JSON: source label -> one of the six")
     parser.add_argument("--extra", type=Path, nargs="*", default=[default_peace_path()],
                         help="more labelled CSVs mapped with the same label map (default: 평화 set)")
+    parser.add_argument("--train-only", type=Path, nargs="*", default=[],
+                        help="labelled CSVs added to the training split only (the validation "
+                             "and test splits stay those of --data/--extra), e.g. "
+                             "training/data/neutral_ko.csv")
+    parser.add_argument("--train-only-repeat", type=int, default=1,
+                        help="how many times each --train-only sentence is shown per epoch")
     parser.add_argument("--base", default=None,
                         help="HF checkpoint to fine-tune (e.g. klue/roberta-large, must be cached)")
     parser.add_argument("--init", choices=["scratch", "e5"], default="e5",
@@ -62,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
     lmap = load_label_map(args.label_map)
     sources = [(args.data, lmap)] + [(p, lmap) for p in args.extra]
     data = build_dataset(sources, seed=args.seed)
+    if args.train_only:
+        from training.data import load_labelled_csv
+
+        held = {e.text for e in data.val} | {e.text for e in data.test}
+        extra = [e for p in args.train_only for e in load_labelled_csv(p, lmap)
+                 if e.text not in held]
+        data.train = data.train + extra * max(1, args.train_only_repeat)
+        print(f"training-only sentences: {len(extra)} x{max(1, args.train_only_repeat)}")
     seed_recipe = args.base and "roberta" in args.base  # the seed project's recipe for big models
     cfg = TrainConfig(
         base=args.base, init=args.init, epochs=args.epochs, batch_size=args.batch_size,

@@ -17,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="split seed: the held-out test split scored into the model card")
     parser.add_argument("--no-eval", action="store_true",
                         help="skip scoring on the held-out split (no shared data needed)")
+    parser.add_argument("--notes", default=None,
+                        help="a paragraph for the model card (e.g. how this model was derived)")
     parser.add_argument("--calibrate", action="store_true",
                         help="fit per-class logit offsets on the validation split (macro-F1) "
                              "and fold them into the model before exporting")
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from training.export import export_model
 
     info: dict = {"max_length": args.max_length}
+    if args.notes:
+        info["notes"] = args.notes
     tj = args.hf_dir / "training.json"
     if tj.exists():
         cfg = json.loads(tj.read_text()).get("config", {})
