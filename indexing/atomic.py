@@ -14,10 +14,10 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["exclusive", "fsync", "recover", "sha256", "siblings", "swap_into_place"]
+__all__ = ["exclusive", "fsync", "publish", "recover", "sha256", "siblings", "swap_into_place"]
 
 log = logging.getLogger("moodtune.indexing")
 
@@ -102,3 +102,11 @@ def swap_into_place(tmp: Path, out: Path) -> None:
     fsync(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(tmp: Path, out: Path, names: Iterable[str]) -> None:
+    """Make the finished ``tmp`` directory durable (its files, then itself) and swap it in."""
+    for name in names:
+        fsync(tmp / name)
+    fsync(tmp)
+    swap_into_place(tmp, out)

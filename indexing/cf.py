@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import exclusive, fsync, recover, sha256, swap_into_place
+from indexing.atomic import exclusive, publish, recover, sha256
 
 log = logging.getLogger("moodtune.cf")
 
@@ -151,10 +151,7 @@ def save_cf(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str], item_id
             with (tmp / INFO_FILE).open("w", encoding="utf-8") as fh:
                 json.dump(full, fh, ensure_ascii=False, indent=2)
                 fh.write("\n")
-            for name in (*DATA_FILES, INFO_FILE):
-                fsync(tmp / name)
-            fsync(tmp)
-            swap_into_place(tmp, out)
+            publish(tmp, out, (*DATA_FILES, INFO_FILE))
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):

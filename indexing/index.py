@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import exclusive, fsync, recover, sha256, swap_into_place
+from indexing.atomic import exclusive, publish, recover, sha256
 from indexing.catalog import Catalog, Song
 from inference.emotions import LABELS, NUM_EMOTIONS
 
@@ -330,10 +330,7 @@ def build_index(
                 "source": dict(source or {}),
             }
             _write_info(tmp, info)  # last: a dir without index.json is never a valid index
-            for name in (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE):
-                fsync(tmp / name)
-            fsync(tmp)
-            swap_into_place(tmp, out)
+            publish(tmp, out, (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE))
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):
