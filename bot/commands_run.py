@@ -32,20 +32,19 @@ async def serve(settings, *, force_console: bool = False) -> int:
 
     discord_on = settings.discord_token is not None and not force_console
     kakao_on = settings.kakao_enabled and not force_console
-    if discord_on or kakao_on:
-        from bot.observability import setup_logging
+    if not (discord_on or kakao_on):
+        from bot.commands_chat import chat
 
-        setup_logging(settings)
+        return await chat(settings, "console")
+    from bot.observability import setup_logging
+
+    setup_logging(settings)
     try:
         rec = await Recommender.open(settings)
     except StartupError as exc:
         print(f"moodtune: {exc}", file=sys.stderr)
         return 1
     try:
-        if not (discord_on or kakao_on):
-            from bot.console import run_console
-
-            return await run_console(rec)
         tasks = []
         if kakao_on:
             from bot.kakao_app import serve as serve_kakao
