@@ -232,18 +232,14 @@ class _Metric:
         return [f"# HELP {self.name} {help_text}", f"# TYPE {self.name} {self.kind}"]
 
 
-class Counter(_Metric):
-    """Monotonic count per label set (requests, feedback, errors)."""
-
-    kind = "counter"
+class _Scalar(_Metric):
+    """One float per label set; Counter and Gauge differ only in which changes they allow."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._values: dict[tuple[str, ...], float] = {}
 
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0:
-            raise ValueError("counters only go up")
+    def _add(self, amount: float, labels: dict[str, object]) -> None:
         with self._lock:
             key = self._key(labels, self._values)
             self._values[key] = self._values.get(key, 0.0) + amount
@@ -259,36 +255,31 @@ class Counter(_Metric):
             f"{self.name}{_labels_text(self.labelnames, k)} {_fmt(v)}" for k, v in items]
 
 
-class Gauge(_Metric):
+class Counter(_Scalar):
+    """Monotonic count per label set (requests, feedback, errors)."""
+
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self._add(amount, labels)
+
+
+class Gauge(_Scalar):
     """A value that goes up and down (index size, callbacks in flight)."""
 
     kind = "gauge"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._values: dict[tuple[str, ...], float] = {}
 
     def set(self, value: float, **labels: object) -> None:
         with self._lock:
             self._values[self._key(labels, self._values)] = float(value)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        with self._lock:
-            key = self._key(labels, self._values)
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(amount, labels)
 
     def dec(self, amount: float = 1.0, **labels: object) -> None:
-        self.inc(-amount, **labels)
-
-    def value(self, **labels: object) -> float:
-        key = tuple(str(labels[n]) for n in self.labelnames)
-        return self._values.get(key, 0.0)
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self._header() + [
-            f"{self.name}{_labels_text(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+        self._add(-amount, labels)
 
 
 class Histogram(_Metric):
