@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,12 @@ async def serve_worker(port: int, work: Path) -> None:
     await engine.close()
 
 
-async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str, Any]:
-    """50 tasks calling the engine with no HTTP in between."""
-    engine, _, info = await _open_engine(work)
+async def _closed_loop(one: Callable[[int, int], Awaitable[bool]], clients: int,
+                       duration: float, warmup: float) -> dict[str, Any]:
+    """``clients`` tasks each call ``one(client, i)`` back to back; warm up, then measure.
+
+    ``one`` returns whether the answer was good; exceptions count as errors.
+    """
     lat: list[float] = []
     errors = 0
 
@@ -134,8 +138,7 @@ async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str,
         while time.perf_counter() < until:
             t0 = time.perf_counter()
             try:
-                rec = await engine.recommend(f"kakao:bench-{c}", _utterance(c, i), channel="kakao")
-                ok = len(rec.tracks) > 0
+                ok = await one(c, i)
             except Exception:
                 ok = False
             if record:
@@ -144,12 +147,24 @@ async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str,
             i += 1
 
     t = time.perf_counter()
-    await asyncio.gather(*(client(c, t + warmup, False) for c in range(CLIENTS)))
+    await asyncio.gather(*(client(c, t + warmup, False) for c in range(clients)))
     t = time.perf_counter()
-    await asyncio.gather(*(client(c, t + duration, True) for c in range(CLIENTS)))
-    elapsed = time.perf_counter() - t
-    await engine.close()
-    return {"setup": info, **_summary(lat, errors, elapsed)}
+    await asyncio.gather(*(client(c, t + duration, True) for c in range(clients)))
+    return _summary(lat, errors, time.perf_counter() - t)
+
+
+async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str, Any]:
+    """50 tasks calling the engine with no HTTP in between."""
+    engine, _, info = await _open_engine(work)
+
+    async def one(c: int, i: int) -> bool:
+        rec = await engine.recommend(f"kakao:bench-{c}", _utterance(c, i), channel="kakao")
+        return len(rec.tracks) > 0
+
+    try:
+        return {"setup": info, **await _closed_loop(one, CLIENTS, duration, warmup)}
+    finally:
+        await engine.close()
 
 
 # ---- load generator (this process) -----------------------------------------------------------
@@ -168,37 +183,19 @@ async def http_load(port: int, clients: int, duration: float, warmup: float) -> 
     from bot.kakao_app import TEXT_ERROR, TEXT_TIMEOUT
 
     url = f"http://127.0.0.1:{port}/kakao/skill"
-    lat: list[float] = []
-    errors = 0
     polite_failures = {TEXT_ERROR, TEXT_TIMEOUT}
     timeout = aiohttp.ClientTimeout(total=DEADLINE_S * 2)
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as http:
 
-        async def client(c: int, until: float, record: bool) -> None:
-            nonlocal errors
-            i = 0
-            while time.perf_counter() < until:
-                t0 = time.perf_counter()
-                try:
-                    async with http.post(url, json=_payload(_utterance(c, i), f"bench-{c}")) as r:
-                        body = await r.json()
-                    outputs = body["template"]["outputs"]
-                    ok = (r.status == 200 and len(outputs) == 2
-                          and outputs[0]["simpleText"]["text"] not in polite_failures)
-                except Exception:
-                    ok = False
-                if record:
-                    lat.append(time.perf_counter() - t0)
-                    errors += not ok
-                i += 1
+        async def one(c: int, i: int) -> bool:
+            async with http.post(url, json=_payload(_utterance(c, i), f"bench-{c}")) as r:
+                body = await r.json()
+            outputs = body["template"]["outputs"]
+            return (r.status == 200 and len(outputs) == 2
+                    and outputs[0]["simpleText"]["text"] not in polite_failures)
 
-        t = time.perf_counter()
-        await asyncio.gather(*(client(c, t + warmup, False) for c in range(clients)))
-        t = time.perf_counter()
-        await asyncio.gather(*(client(c, t + duration, True) for c in range(clients)))
-        elapsed = time.perf_counter() - t
-    return _summary(lat, errors, elapsed)
+        return await _closed_loop(one, clients, duration, warmup)
 
 
 def _free_port() -> int:
