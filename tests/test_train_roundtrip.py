@@ -100,6 +100,17 @@ def test_resume_continues_after_last_epoch(tmp_path, tiny_run):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def _assert_serves_like_the_original(d, data, compacted_dir):
+    """``compacted_dir/model.onnx`` (plus the original tokenizer/config) predicts like fp32."""
+    for name in ("tokenizer.json", "moodtune.json"):
+        (compacted_dir / name).write_bytes((d / "onnx" / name).read_bytes())
+    texts = [e.text for e in data.test]
+    full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
+    small = EmotionClassifier.load(compacted_dir, variant="fp32").predict(texts)
+    assert np.abs(full - small).max() < 5e-2
+    assert (full.argmax(1) == small.argmax(1)).mean() > 0.95
+
+
 def test_compacted_fp32_graph_is_half_the_size_and_predicts_the_same(tmp_path, tiny_run):
     from training.export import compact_fp32_graph
 
@@ -108,13 +119,7 @@ def test_compacted_fp32_graph_is_half_the_size_and_predicts_the_same(tmp_path, t
                                min_elements=64)
     assert stats["converted_tensors"] > 0
     assert stats["bytes_after"] < 0.7 * stats["bytes_before"]
-    for name in ("tokenizer.json", "moodtune.json"):
-        (tmp_path / name).write_bytes((d / "onnx" / name).read_bytes())
-    texts = [e.text for e in data.test]
-    full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
-    half = EmotionClassifier.load(tmp_path, variant="fp32").predict(texts)
-    assert np.abs(full - half).max() < 5e-2
-    assert (full.argmax(1) == half.argmax(1)).mean() > 0.95
+    _assert_serves_like_the_original(d, data, tmp_path)
 
 
 def test_distillation_trains_on_teacher_targets_and_unlabelled_texts(tmp_path, tiny_run):
@@ -185,10 +190,4 @@ def test_int8_embedding_tables_shrink_the_fp32_graph_further(tmp_path, tiny_run)
     b = compact_fp32_graph(d / "onnx" / "model.onnx", tmp_path / "model.onnx", min_elements=64,
                            int8_embeddings=True)
     assert b["bytes_after"] < a["bytes_after"]
-    for name in ("tokenizer.json", "moodtune.json"):
-        (tmp_path / name).write_bytes((d / "onnx" / name).read_bytes())
-    texts = [e.text for e in data.test]
-    full = EmotionClassifier.load(d / "onnx", variant="fp32").predict(texts)
-    small = EmotionClassifier.load(tmp_path, variant="fp32").predict(texts)
-    assert np.abs(full - small).max() < 5e-2
-    assert (full.argmax(1) == small.argmax(1)).mean() > 0.95
+    _assert_serves_like_the_original(d, data, tmp_path)
