@@ -191,3 +191,22 @@ def test_int8_embedding_tables_shrink_the_fp32_graph_further(tmp_path, tiny_run)
                            int8_embeddings=True)
     assert b["bytes_after"] < a["bytes_after"]
     _assert_serves_like_the_original(d, data, tmp_path)
+
+
+def test_train_only_rows_use_the_six_names_and_unknown_labels_stop_the_run(tmp_path, capsys):
+    from bot.cli import main
+
+    src = tmp_path / "data.csv"
+    with src.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sentence", "label"])
+        for lab in ("행복", "분노", "슬픔", "중립", "공포"):
+            w.writerows([[f"{lab} 문장 {i}", lab] for i in range(20)])
+    bad = tmp_path / "own.csv"
+    bad.write_text("sentence,label\n신나는 노래 틀어줘,기쁨\n떨려,nervous\n", encoding="utf-8")
+    rc = main(["train-classifier", "--data", str(src), "--extra", "--train-only", str(bad),
+               "--out", str(tmp_path / "never")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "'unmapped:nervous': 1" in err and "unmapped:기쁨" not in err  # 기쁨 is one of the six
+    assert not (tmp_path / "never").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,26 @@ def run(args: argparse.Namespace) -> int:
     sources = [(args.data, lmap)] + [(p, lmap) for p in args.extra]
     data = build_dataset(sources, seed=args.seed)
     if args.train_only:
-        from training.data import load_labelled_csv
+        from collections import Counter
 
+        from inference.emotions import LABELS
+        from training.data import DataError, load_labelled_csv
+
+        # The project's own sets are written in the six moods' names; source-corpus labels
+        # still go through the map. A row that maps nowhere is an error here, not a silent
+        # drop: these files are small and every row was written on purpose.
+        own = {**{name: i for i, name in enumerate(LABELS)}, **lmap}
         held = {e.text for e in data.val} | {e.text for e in data.test}
-        extra = [e for p in args.train_only for e in load_labelled_csv(p, lmap)
-                 if e.text not in held]
+        dropped: Counter = Counter()
+        try:
+            extra = [e for p in args.train_only
+                     for e in load_labelled_csv(p, own, dropped=dropped) if e.text not in held]
+            if any(k.startswith("unmapped:") for k in dropped):
+                raise DataError(f"--train-only rows with unknown labels {dict(dropped)}: use "
+                                f"one of {', '.join(LABELS)} or a label of {args.label_map}")
+        except DataError as exc:
+            print(f"moodtune train-classifier: {exc}", file=sys.stderr)
+            return 2
         data.train = data.train + extra * max(1, args.train_only_repeat)
         print(f"training-only sentences: {len(extra)} x{max(1, args.train_only_repeat)}")
     seed_recipe = args.base and "roberta" in args.base  # the seed project's recipe for big models
