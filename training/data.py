@@ -25,8 +25,10 @@ __all__ = [
     "Example",
     "default_label_map_path",
     "default_peace_path",
+    "default_probe_path",
     "load_label_map",
     "load_labelled_csv",
+    "read_probe",
     "read_texts",
     "split_stratified",
 ]
@@ -72,6 +74,18 @@ def default_label_map_path() -> Path:
 
 def default_peace_path() -> Path:
     return Path(str(resources.files("training") / "data" / "peace_ko.csv"))
+
+
+def default_probe_path() -> Path:
+    """Held-out music-talk and everyday sentences (never trained on; see MUSIC.md)."""
+    return Path(str(resources.files("training") / "data" / "probe_ko.csv"))
+
+
+def read_probe(path: str | Path | None = None) -> list[tuple[str, int, str]]:
+    """``(sentence, label index, topic)`` rows of the probe file."""
+    p = Path(path) if path else default_probe_path()
+    with p.open(encoding="utf-8", newline="") as fh:
+        return [(r["sentence"], index_of(r["label"]), r["topic"]) for r in csv.DictReader(fh)]
 
 
 def load_label_map(path: str | Path) -> dict[str, int]:
