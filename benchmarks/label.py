@@ -1,6 +1,6 @@
 """Benchmark lyric labelling: songs/s with the shipped model, batched vs one chunk at a time.
 
-    python -m benchmarks.label            # the 640 shared songs, threads 1 and 2
+    python -m benchmarks.label            # the 640 shared songs: fp32 (what `moodtune label` uses) at 1 and 2 threads, int8 at 2
     python -m benchmarks.label --quick    # the first 160 songs
 
 Every song's lyrics are cut into chunks (``training.label.lyric_chunks``) and classified with
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         songs = songs[:160]
     n_chunks = sum(len(lyric_chunks(s.text)) for s in songs)
     rows = []
-    for threads in (1, 2):
-        clf = EmotionClassifier.load(threads=threads, batch_size=64)
+    for variant, threads in (("fp32", 1), ("fp32", 2), ("int8", 2)):
+        clf = EmotionClassifier.load(variant=variant, threads=threads, batch_size=64)
         with tempfile.TemporaryDirectory() as td:
             t = time.perf_counter()
             rep = label_songs(songs, clf, Path(td) / "c.jsonl", progress=False,

@@ -139,3 +139,30 @@ def test_readers(tmp_path):
                             ensure_ascii=False) + "\n\n", encoding="utf-8")
     (st,) = list(read_described_jsonl(d))
     assert st.source == "description" and st.extra["description"] == "잔잔한 노래"
+
+
+def test_label_cli_uses_fp32_so_a_songs_vector_does_not_depend_on_its_batch(tmp_path):
+    """int8 is dynamically quantised per ONNX call: the same chunk moves with its batch mates.
+
+    The catalogue is built once and kept, so `moodtune label` defaults to the fp32 graph,
+    whose vectors are the same whether a song is labelled alone or with others.
+    """
+    import argparse
+
+    from inference.classifier import EmotionClassifier
+    from training import label_cli
+
+    ap = argparse.ArgumentParser()
+    label_cli.configure(ap)
+    assert ap.parse_args([]).variant == "fp32"
+    lyrics = [SAD, JOY, "편안하고 여유로운 오후\n창밖을 봐", "불안해 떨려 숨이 막혀",
+              "왜 나한테만 그래 열받아", "오늘은 회의가 있고 내일은 출장", "빗소리 들으며 잠들래"]
+    songs = [SongText(f"s{i}", f"제목{i}", "가수", t) for i, t in enumerate(lyrics)]
+    fp32 = EmotionClassifier.load(variant="fp32")
+    together = label_songs(songs, fp32, tmp_path / "a.jsonl", progress=False, log=lambda _: None)
+    alone = label_songs(songs, fp32, tmp_path / "b.jsonl", songs_per_batch=1, progress=False,
+                        log=lambda _: None)
+    assert together.labelled == alone.labelled == len(songs)
+    a, b = Catalog.load(tmp_path / "a.jsonl"), Catalog.load(tmp_path / "b.jsonl")
+    for s in songs:
+        assert np.allclose(a.get(s.song_id).vector, b.get(s.song_id).vector, atol=1e-6)
