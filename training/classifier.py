@@ -475,7 +475,8 @@ def train(
     tok.save_pretrained(out_dir)
     (out_dir / "training.json").write_text(json.dumps(
         {"config": asdict(cfg), "history": history, "best": best, "data": data.describe(),
-         "parameters": n_params, "distillation": distillation},
+         "parameters": n_params, "layers": getattr(model.config, "num_hidden_layers", None),
+         "distillation": distillation},
         ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     ckpt_path.unlink(missing_ok=True)
     return TrainResult(out_dir, history, best, time.time() - t0)

@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         held = {e.text for e in data.val} | {e.text for e in data.test}
         dropped: Counter = Counter()
         try:
-            extra = [e for p in args.train_only
-                     for e in load_labelled_csv(p, own, dropped=dropped) if e.text not in held]
+            per_file = {p.name: [e for e in load_labelled_csv(p, own, dropped=dropped)
+                             if e.text not in held] for p in args.train_only}
+            extra = [e for rows in per_file.values() for e in rows]
             if any(k.startswith("unmapped:") for k in dropped):
                 raise DataError(f"--train-only rows with unknown labels {dict(dropped)}: use "
                                 f"one of {', '.join(LABELS)} or a label of {args.label_map}")
@@ -100,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, num_layers=args.layers or (4 if args.init == "e5" else 3),
         hidden_size=args.hidden, patience=args.patience, seed=args.seed, threads=args.threads,
         dropout=args.dropout, warmup_frac=args.warmup)
+    if args.train_only:
+        cfg.extra["train_only"] = {"files": {k: len(v) for k, v in per_file.items()},
+                                   "repeat": max(1, args.train_only_repeat)}
+    parent = lineage(args.base)
+    if parent:
+        cfg.extra["parent"] = parent
     soft, unlabelled = None, []
     if args.teacher is not None:
         from training.classifier import teacher_logits
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             _report_teacher(f"ensemble (lexical weight {args.lexical_teacher})", soft, data.val)
             cfg.extra["lexical_teacher_weight"] = args.lexical_teacher
         cfg.distill_alpha = args.distill_alpha
-        cfg.extra.update(teacher=str(args.teacher),
+        cfg.extra.update(teacher=describe_checkpoint(args.teacher),
                          unlabelled_sources=[p.name for p in paths])
     result = train(data, args.out, cfg, resume=args.resume, soft_targets=soft,
                    unlabelled=unlabelled)
@@ -147,6 +154,37 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported -> {args.export_to} (test macro-F1 int8 "
           f"{meta['metrics'].get('test_int8', {}).get('macro_f1', float('nan')):.4f})")
     return 0
+
+
+def lineage(base: str | Path | None) -> dict | None:
+    """What a local ``--base`` checkpoint was trained from, read from its training.json.
+
+    A fine-tune of our own student must not make the model card forget the distillation and
+    data behind the weights it started from, so the record nests one level per stage.
+    """
+    import json
+
+    if not base or not (Path(base) / "training.json").exists():
+        return None
+    t = json.loads((Path(base) / "training.json").read_text(encoding="utf-8"))
+    cfg = t.get("config", {})
+    extra = cfg.get("extra", {})
+    return {"dir": str(base), "base": cfg.get("base"), "init": cfg.get("init"),
+            "layers": t.get("layers"), "lr": cfg.get("lr"),
+            "epochs": len(t.get("history", [])), "best": t.get("best"),
+            "distillation": t.get("distillation"),
+            "lexical_teacher_weight": extra.get("lexical_teacher_weight"),
+            "train_only": extra.get("train_only"), "parent": extra.get("parent")}
+
+
+def describe_checkpoint(path: Path) -> str:
+    """``path (12-layer e5, 3 epochs, val macro-F1 0.6826)``: enough to recognise a teacher."""
+    info = lineage(path)
+    if not info:
+        return str(path)
+    best = info.get("best") or {}
+    return (f"{path} ({info.get('layers') or '?'}-layer {info.get('init') or info.get('base')}, "
+            f"{info.get('epochs')} epochs, val macro-F1 {best.get('macro_f1', float('nan')):.4f})")
 
 
 def _report_teacher(name: str, soft: dict, val) -> None:

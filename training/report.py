@@ -82,6 +82,35 @@ def _table(m: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _train_only(t: dict | None) -> str:
+    if not t:
+        return ""
+    files = ", ".join(f"{name} ({n})" for name, n in t.get("files", {}).items())
+    return f"; training split only: {files}, each shown {t.get('repeat', 1)}x per epoch"
+
+
+def _lineage(parent: dict | None) -> list[str]:
+    """One bullet per earlier stage, so a fine-tune keeps the story of its starting weights."""
+    out = []
+    while parent:
+        best = parent.get("best") or {}
+        d = parent.get("distillation")
+        line = (f"- `{parent.get('dir')}`: base `{parent.get('base') or parent.get('init')}`, "
+                f"{parent.get('layers') or '?'} layers, lr {parent.get('lr')}, "
+                f"{parent.get('epochs')} epochs (best {best.get('epoch')}, val macro-F1 "
+                f"{best.get('macro_f1', float('nan')):.4f})")
+        if d:
+            line += (f"; distilled from `{d.get('teacher')}`"
+                     + (f" mixed with a lexical teacher (weight "
+                        f"{parent['lexical_teacher_weight']})"
+                        if parent.get("lexical_teacher_weight") else "")
+                     + f", {d.get('unlabelled', 0)} unlabelled transfer texts")
+        line += _train_only(parent.get("train_only"))
+        out.append(line)
+        parent = parent.get("parent")
+    return out
+
+
 def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, Any]) -> None:
     """README.md + confusion.png + training_curve.png in ``model_dir``."""
     metrics = meta.get("metrics", {})
@@ -101,7 +130,8 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
         "## Model",
         f"- base: `{cfg.get('base') or _INIT_NAMES.get(cfg.get('init'), 'compact encoder')}`,"
         f" init `{cfg.get('init')}`,"
-        f" {training.get('parameters', 0) / 1e6:.2f}M parameters, layers {cfg.get('num_layers')}",
+        f" {training.get('parameters', 0) / 1e6:.2f}M parameters,"
+        f" layers {training.get('layers') or cfg.get('num_layers')}",
         f"- optimiser {cfg.get('optimizer')}, lr {cfg.get('lr')}, batch {cfg.get('batch_size')},"
         f" epochs run {len(training.get('history', []))} (best {training.get('best', {}).get('epoch')}),"
         f" label smoothing {cfg.get('label_smoothing')}, seed {cfg.get('seed')}",
@@ -110,7 +140,8 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
         f" int8 vs fp32 prediction agreement: {metrics.get('int8_agreement_with_fp32', float('nan')):.4f}",
         "",
         "## Data",
-        f"- sources: {', '.join(meta.get('data_sources', []))}",
+        f"- sources: {', '.join(meta.get('data_sources', []))}" + _train_only(
+            cfg.get("extra", {}).get("train_only")),
         f"- label map: `{json.dumps(meta.get('label_map', {}), ensure_ascii=False)}`",
         f"- split (stratified, seed {cfg.get('seed')}): train {sum(data.get('train', {}).values())},"
         f" val {sum(data.get('val', {}).values())}, test {sum(data.get('test', {}).values())}"
@@ -149,6 +180,10 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], training: dict[str, 
                   f"temperature {cfg.get('distill_temperature')}) on the training split plus "
                   f"{distil.get('unlabelled', 0)} unlabelled transfer texts "
                   f"({', '.join(distil.get('unlabelled_sources', []))}).", ""]
+    stages = _lineage(cfg.get("extra", {}).get("parent"))
+    if stages:
+        lines += ["## Lineage", "", "This model was fine-tuned from an earlier stage of the same "
+                  "pipeline (most recent first):", "", *stages, ""]
     notes = Path(__file__).resolve().parent / "data" / "model_card_notes.md"
     if notes.exists():
         lines += [notes.read_text(encoding="utf-8"), ""]
