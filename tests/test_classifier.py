@@ -46,13 +46,28 @@ def test_clear_examples_per_class(clf):
     assert got == list(cases)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation of the shipped model (see its model card): everyday statements with no "
-    "feeling are read as 평화, because the only everyday-life sentences in training are the "
-    "written 평화 set, and 떨려 (nervous) leans to 분노; fixing it needs a written 중립 set"))
-def test_known_gaps_everyday_statements_and_jitters(clf):
-    p = clf.predict(["내일 오후 세시에 회의 있어요", "내일 발표라 너무 떨려"])
-    assert [LABELS[int(i)] for i in p.argmax(1)] == ["중립", "긴장"]
+def test_held_out_probe_music_talk_and_everyday_statements(clf):
+    """What the corpus split cannot show (training/data/MUSIC.md), scored as the bot serves it.
+
+    Talk about songs must be read by its feeling, not as 평화 because 노래 appears (the stop-7
+    model got 32/60), and plain everyday statements must read 중립 while everyday situations
+    that carry a feeling keep it (13/20 then). None of these sentences is trained on.
+    """
+    from training.data import read_probe
+
+    probe = read_probe()
+    pred = np.asarray([int(clf.predict([t])[0].argmax()) for t, _, _ in probe])
+    gold = np.asarray([y for _, y, _ in probe])
+    topic = np.asarray([t for _, _, t in probe])
+    music, everyday = topic == "music", topic == "everyday"
+    assert (pred == gold)[music].mean() >= 0.70
+    assert (pred == gold)[everyday].mean() >= 0.75
+    for k in range(len(LABELS)):  # no mood collapses into another when songs are mentioned
+        rows = music & (gold == k)
+        assert (pred[rows] == k).sum() >= 5, LABELS[k]
+    texts = [t for t, _, _ in probe]
+    jitters = texts.index("내일 면접이라 벌써부터 너무 떨려")
+    assert LABELS[pred[jitters]] == "긴장"
 
 
 def test_fp32_and_int8_agree(clf):
@@ -94,13 +109,18 @@ def test_mixed_script(clf):
 
 
 def test_batches_and_order_are_preserved(clf):
-    texts = [f"문장 {i} " + ("슬퍼 " * (i % 7)) for i in range(100)]
+    moods = ["오늘 너무 슬퍼서 눈물 나", "진짜 어이없어서 열받아", "합격해서 너무 행복해",
+             "무서워서 잠이 안 와", "창문 열고 차 마시니 마음이 편안하다", "내일 오후에 회의 있어요"]
+    texts = [f"{moods[i % 6]}{'!' * (i // 6 % 3)}" for i in range(100)]
     batched = clf.predict(texts)
-    single = np.stack([clf.predict_one(t) for t in texts[:10]])
-    # int8 graphs quantise activations per batch, so a sentence's numbers move a little with
-    # its batch-mates; the fp32 graph must match to float precision.
-    assert np.abs(batched[:10] - single).max() < 0.06
-    assert (batched[:10].argmax(1) == single.argmax(1)).all()
+    single = np.stack([clf.predict_one(t) for t in texts[:6]])
+    # int8 graphs quantise activations per call (dynamic quantisation), so a sentence's numbers
+    # move a little with its batch mates (benchmarks/classifier.py measures how often an argmax
+    # flips); each batched row must still be its own sentence's answer. The fp32 graph must
+    # match to float precision.
+    assert np.abs(batched[:6] - single).max() < 0.2
+    assert (batched[:6].argmax(1) == single.argmax(1)).all()
+    assert len(set(single.argmax(1))) == 6  # six different answers, so a shuffle would show
     fp32 = EmotionClassifier.load(variant="fp32")
     assert np.allclose(fp32.predict(texts)[:10],
                        np.stack([fp32.predict_one(t) for t in texts[:10]]), atol=1e-5)
