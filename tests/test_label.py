@@ -166,3 +166,25 @@ def test_label_cli_uses_fp32_so_a_songs_vector_does_not_depend_on_its_batch(tmp_
     a, b = Catalog.load(tmp_path / "a.jsonl"), Catalog.load(tmp_path / "b.jsonl")
     for s in songs:
         assert np.allclose(a.get(s.song_id).vector, b.get(s.song_id).vector, atol=1e-6)
+
+
+def test_described_song_read_as_another_mood_is_held_out_and_named(tmp_path):
+    d = tmp_path / "described.jsonl"
+    rows = [
+        {"title": "맞는 곡", "artist": "가수", "mood_ko": "마음이 편안해지는 노래", "intended": "평화"},
+        {"title": "어긋난 곡", "artist": "가수", "mood_ko": "신나는 노래", "intended": "긴장"},
+        {"title": "의도 없는 곡", "artist": "가수", "mood_ko": "우울한 노래"},
+    ]
+    d.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    logs: list[str] = []
+    rep = label_songs(read_described_jsonl(d), KeywordClassifier(), tmp_path / "c.jsonl",
+                      progress=False, log=logs.append)
+    assert rep.labelled == 2 and rep.disagreed == [("어긋난 곡", "가수", "긴장", "기쁨")]
+    titles = {s.title for s in Catalog.load(tmp_path / "c.jsonl")}
+    assert titles == {"맞는 곡", "의도 없는 곡"}  # no intent given: nothing to disagree with
+    assert "어긋난 곡 / 가수 (긴장 -> 기쁨)" in logs[-1]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"title": "t", "artist": "a", "mood_ko": "x", "intended": "졸림"},
+                              ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match="bad record"):
+        list(read_described_jsonl(bad))
