@@ -210,3 +210,13 @@ def test_train_only_rows_use_the_six_names_and_unknown_labels_stop_the_run(tmp_p
     err = capsys.readouterr().err
     assert "'unmapped:nervous': 1" in err and "unmapped:기쁨" not in err  # 기쁨 is one of the six
     assert not (tmp_path / "never").exists()
+
+
+def test_scratch_tokenizer_numbers_its_pieces_the_same_way_every_run():
+    from training.classifier import train_tokenizer
+
+    rng = random.Random(0)
+    texts = [f"오늘 {rng.choice(ws)} 진짜 {i}" for ws in WORDS.values() for i in range(60)]
+    a, b = (train_tokenizer(texts, 300).get_vocab() for _ in range(2))
+    assert a == b
+    assert [a[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]

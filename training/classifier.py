@@ -108,10 +108,16 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, out_path: Path | None
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=2,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        vocab_size=vocab_size, min_frequency=2, special_tokens=specials)
     tok.train_from_iterator(list(texts), trainer)
+    # The trainer learns the same pieces every run but numbers them in hash-map order, so two
+    # runs with the same seed got different embedding rows (and a tiny model's score swung with
+    # it). Number them canonically: specials first, then the pieces in sorted order.
+    pieces = sorted(t for t in tok.get_vocab() if t not in specials)
+    tok.model = models.WordPiece({t: i for i, t in enumerate([*specials, *pieces])},
+                                 unk_token="[UNK]", max_input_chars_per_word=50)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
