@@ -220,3 +220,13 @@ def test_scratch_tokenizer_numbers_its_pieces_the_same_way_every_run():
     a, b = (train_tokenizer(texts, 300).get_vocab() for _ in range(2))
     assert a == b
     assert [a[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+
+
+def test_label_targets_say_the_examples_own_label():
+    from training.classifier import label_targets
+    from training.data import Example
+
+    t = label_targets([Example("내일 회의 있어요", LABELS.index("중립"), "test")])["내일 회의 있어요"]
+    p = np.exp(t)
+    assert p.shape == (6,) and abs(p.sum() - 1) < 1e-6
+    assert LABELS[int(p.argmax())] == "중립" and p.max() == pytest.approx(0.9)

@@ -132,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
             soft = ensemble_targets(soft, lexical, args.lexical_teacher)
             _report_teacher(f"ensemble (lexical weight {args.lexical_teacher})", soft, data.val)
             cfg.extra["lexical_teacher_weight"] = args.lexical_teacher
+        if args.train_only:
+            from training.classifier import label_targets
+
+            # The contrast sets exist because the teacher reads them the old, wrong way
+            # (everyday statements and song talk as 평화): their targets are their own labels.
+            soft.update(label_targets(extra))
         cfg.distill_alpha = args.distill_alpha
         cfg.extra.update(teacher=describe_checkpoint(args.teacher),
                          unlabelled_sources=[p.name for p in paths])
