@@ -13,11 +13,13 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["exclusive", "fsync", "publish", "recover", "sha256", "siblings", "swap_into_place"]
+__all__ = ["exclusive", "fsync", "publish", "recover", "sha256", "siblings", "staging",
+           "swap_into_place"]
 
 log = logging.getLogger("moodtune.indexing")
 
@@ -110,3 +112,28 @@ def publish(tmp: Path, out: Path, names: Iterable[str]) -> None:
         fsync(tmp / name)
     fsync(tmp)
     swap_into_place(tmp, out)
+
+
+@contextlib.contextmanager
+def staging(out: Path, what: str, error: Callable[[str], Exception],
+            busy: Callable[[Path], Exception]) -> Iterator[Path]:
+    """The writer's side of the protocol, up to :func:`publish`: yield an empty directory beside
+    ``out`` to build the new ``what`` in, holding the lock, after repairing a crashed writer.
+
+    The caller ends by publishing from it. Whatever fails before then removes the staging
+    directory and leaves ``out`` as it was; ``OSError``s are raised as ``error(message)``.
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"cannot create {out.parent}: {exc}") from exc
+    with exclusive(out, busy):
+        recover(out, what)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            yield tmp
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise error(f"writing the {what} to {out} failed: {exc}") from exc
+            raise

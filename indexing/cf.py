@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import exclusive, publish, recover, sha256
+from indexing.atomic import publish, sha256, staging
 
 log = logging.getLogger("moodtune.cf")
 
@@ -120,43 +118,31 @@ def save_cf(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str], item_id
     users, items = [str(u) for u in user_ids], [str(i) for i in item_ids]
     _check_arrays(users, items, uf, itf, ev)
     out = Path(out_dir).absolute()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CFSaveError(f"cannot create {out.parent}: {exc}") from exc
-    with exclusive(out, lambda lock: CFSaveError(
-            f"another CF training is writing {out} (lock {lock}); wait for it to finish")):
-        recover(out, "CF model")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            np.save(tmp / USER_FACTORS, uf)
-            np.save(tmp / ITEM_FACTORS, itf)
-            np.save(tmp / USER_EVENTS, ev)
-            with (tmp / IDS_FILE).open("w", encoding="utf-8") as fh:
-                json.dump({"users": users, "items": items}, fh, ensure_ascii=False)
-            files = {name: {"size": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
-                     for name in DATA_FILES}
-            now = datetime.now(UTC)
-            full = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "model_id": f"cf-{now:%Y%m%dT%H%M%S}-{files[USER_FACTORS]['sha256'][:8]}",
-                "trained_at": now.isoformat(timespec="seconds"),
-                **dict(info),
-                "n_users": len(users),
-                "n_items": len(items),
-                "factors": int(uf.shape[1]),
-                "files": files,
-            }
-            with (tmp / INFO_FILE).open("w", encoding="utf-8") as fh:
-                json.dump(full, fh, ensure_ascii=False, indent=2)
-                fh.write("\n")
-            publish(tmp, out, (*DATA_FILES, INFO_FILE))
-        except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise CFSaveError(f"writing the CF model to {out} failed: {exc}") from exc
-            raise
+    with staging(out, "CF model", CFSaveError, lambda lock: CFSaveError(
+            f"another CF training is writing {out} (lock {lock}); wait for it to finish")) as tmp:
+        np.save(tmp / USER_FACTORS, uf)
+        np.save(tmp / ITEM_FACTORS, itf)
+        np.save(tmp / USER_EVENTS, ev)
+        with (tmp / IDS_FILE).open("w", encoding="utf-8") as fh:
+            json.dump({"users": users, "items": items}, fh, ensure_ascii=False)
+        files = {name: {"size": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
+                 for name in DATA_FILES}
+        now = datetime.now(UTC)
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_id": f"cf-{now:%Y%m%dT%H%M%S}-{files[USER_FACTORS]['sha256'][:8]}",
+            "trained_at": now.isoformat(timespec="seconds"),
+            **dict(info),
+            "n_users": len(users),
+            "n_items": len(items),
+            "factors": int(uf.shape[1]),
+            "files": files,
+        }
+        with (tmp / INFO_FILE).open("w", encoding="utf-8") as fh:
+            json.dump(full, fh, ensure_ascii=False, indent=2)
+            fh.write("\n")
+        publish(tmp, out, (*DATA_FILES, INFO_FILE))
     return out
 
 

@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from array import array
@@ -46,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.atomic import exclusive, publish, recover, sha256
+from indexing.atomic import publish, sha256, staging
 from indexing.catalog import Catalog, Song
 from inference.emotions import LABELS, NUM_EMOTIONS
 
@@ -295,47 +293,34 @@ def build_index(
     if vectors.shape != (len(catalog), NUM_EMOTIONS):
         raise IndexBuildError(f"catalogue vectors have shape {vectors.shape}")
     out = Path(out_dir).absolute()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise IndexBuildError(f"cannot create {out.parent}: {exc}") from exc
-
     started = time.perf_counter()
-    with exclusive(out, lambda lock: IndexBuildError(
-            f"another build of {out} is running (lock {lock}); wait for it to finish")):
-        recover(out, "index")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            ann_path = tmp / ANN_FILE
-            _write_annoy(
-                vectors, ann_path, n_trees=n_trees, seed=seed, n_jobs=n_jobs, progress=progress
-            )
-            _write_metadata(catalog, tmp)
-            info = {
-                "format_version": FORMAT_VERSION,
-                "dim": NUM_EMOTIONS,
-                "metric": METRIC,
-                "labels": list(LABELS),
-                "n_trees": n_trees,
-                "seed": seed,
-                "count": len(catalog),
-                "model_fingerprint": model_fingerprint,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "files": {
-                    ANN_FILE: {"size": ann_path.stat().st_size, "sha256": sha256(ann_path)},
-                    VECTORS_FILE: {"size": (tmp / VECTORS_FILE).stat().st_size},
-                    META_FILE: {"size": (tmp / META_FILE).stat().st_size},
-                },
-                "build_seconds": round(time.perf_counter() - started, 3),
-                "source": dict(source or {}),
-            }
-            _write_info(tmp, info)  # last: a dir without index.json is never a valid index
-            publish(tmp, out, (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE))
-        except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise IndexBuildError(f"writing the index to {out} failed: {exc}") from exc
-            raise
+    with staging(out, "index", IndexBuildError, lambda lock: IndexBuildError(
+            f"another build of {out} is running (lock {lock}); wait for it to finish")) as tmp:
+        ann_path = tmp / ANN_FILE
+        _write_annoy(
+            vectors, ann_path, n_trees=n_trees, seed=seed, n_jobs=n_jobs, progress=progress
+        )
+        _write_metadata(catalog, tmp)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "dim": NUM_EMOTIONS,
+            "metric": METRIC,
+            "labels": list(LABELS),
+            "n_trees": n_trees,
+            "seed": seed,
+            "count": len(catalog),
+            "model_fingerprint": model_fingerprint,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": {
+                ANN_FILE: {"size": ann_path.stat().st_size, "sha256": sha256(ann_path)},
+                VECTORS_FILE: {"size": (tmp / VECTORS_FILE).stat().st_size},
+                META_FILE: {"size": (tmp / META_FILE).stat().st_size},
+            },
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "source": dict(source or {}),
+        }
+        _write_info(tmp, info)  # last: a dir without index.json is never a valid index
+        publish(tmp, out, (ANN_FILE, VECTORS_FILE, META_FILE, INFO_FILE))
     return out
 
 
