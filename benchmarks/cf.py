@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import subprocess
@@ -55,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cf.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -578,13 +579,11 @@ def main(argv: list[str] | None = None) -> int:
     res["seconds"] = round(time.perf_counter() - started, 1)
     from importlib.metadata import version
 
-    res["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
-                      "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
-                      "implicit": version("implicit"), "numpy": version("numpy")}
+    res["machine"] = machine(load_avg_at_end=os.getloadavg(), implicit=version("implicit"),
+                             numpy=version("numpy"))
     res["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print_tables(res)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(args.out, res)
     print(f"\nresults written to {args.out} ({res['seconds']} s)")
     return 0
 

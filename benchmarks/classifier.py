@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -238,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if "error" not in sp.get("torch", {"error": 1}):
         print(f"int8 ONNX vs PyTorch throughput: "
               f"{sp['int8']['batch32_sent_per_s'] / sp['torch']['batch32_sent_per_s']:.1f}x")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "classifier.json").write_text(json.dumps(
-        {"quality": q, "speed": sp, "quick": args.quick}, ensure_ascii=False, indent=2))
+    write_results(RESULTS / "classifier.json", {"quality": q, "speed": sp, "quick": args.quick})
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import tempfile
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import write_results  # noqa: E402
 from crawler.arena import SongSeed  # noqa: E402
 from crawler.http import HttpConfig, PoliteHttp  # noqa: E402
 from crawler.melon import Crawler, MelonClient  # noqa: E402
@@ -138,14 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     held = all(r.limit_held for r in rows if r.limit_held is not None)
     print(f"\nrate limit held in every limited run: {held}; every song final: {all_final}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    write_results(args.out, {
         "benchmark": "crawler", "quick": args.quick, "songs_per_row": n,
         "latency_s": args.latency, "error_rate": args.error_rate, "rate_limit": args.rate,
         "python": platform.python_version(), "machine": platform.machine(),
         "rate_limit_held": held, "all_final": all_final,
         "rows": [asdict(r) for r in rows],
-    }, indent=2, ensure_ascii=False), encoding="utf-8")
+    })
     print(f"wrote {args.out}")
     return 0 if (held and all_final) else 1
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine.json"
 SENTENCES = [
@@ -191,11 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                "loop_stall_le_50ms": paced["loop_stall_max_ms"] <= 50
                and sat["loop_stall_max_ms"] <= 50}
     print("targets: " + ", ".join(f"{k}={'OK' if v else 'MISSED'}" for k, v in targets.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    write_results(args.out, {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "seconds": seconds, **res, "targets": targets}, ensure_ascii=False, indent=2))
+        "seconds": seconds, **res, "targets": targets})
     print(f"-> {args.out}")
     return 0
 

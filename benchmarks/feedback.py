@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import signal
 import sqlite3
@@ -45,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -339,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "feedback",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "sqlite": sqlite3.sqlite_version,
-                    "aiosqlite": version("aiosqlite")},
+        "machine": machine(sqlite=sqlite3.sqlite_version, aiosqlite=version("aiosqlite")),
         "seconds": round(time.perf_counter() - started, 1),
         "users": USERS,
         "rows": rows,
@@ -349,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "crash_rounds": crashes,
         "pass": ok,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(args.out, result)
     print(f"results written to {args.out} ({result['seconds']} s)")
     return 0 if ok else 1
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
 K = 10
@@ -289,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "k": K,
         "queries": N_QUERIES,
         "warmup": WARMUP,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "annoy": version("annoy"),
-                    "numpy": version("numpy")},
+        "machine": machine(annoy=version("annoy"), numpy=version("numpy")),
         "seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
         "recommendation": rec,
@@ -300,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in SETTINGS
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(args.out, result)
     print(f"results written to {args.out} ({result['seconds']} s)")
     return 0
 

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import machine, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kakao.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,15 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": duration,
         "warmup_s": warmup,
         "setup": setup,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": machine(load_avg_1m=round(os.getloadavg()[0], 2)),
         "seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
         "http_vs_direct": ratio,
         "p99_well_under_deadline": p99_ok,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_results(args.out, result)
     print(f"results written to {args.out} ({result['seconds']} s)")
     return 0 if p99_ok else 1
 

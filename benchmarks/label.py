@@ -15,12 +15,13 @@ Results: table on stdout, JSON in ``benchmarks/results/label.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from benchmarks import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "label.json"
 
@@ -73,11 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                                              "songs_per_s", "chunks_per_s",
                                              "one_at_a_time_songs_per_s",
                                              "speedup_vs_one_at_a_time")))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    write_results(args.out, {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "songs": len(songs), "chunks": n_chunks, "rows": rows}, ensure_ascii=False, indent=2))
+        "songs": len(songs), "chunks": n_chunks, "rows": rows})
     print(f"-> {args.out}")
     return 0
 
