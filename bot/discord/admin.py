@@ -109,7 +109,7 @@ class AdminCog(commands.Cog, name="admin"):
     @app_commands.default_permissions(manage_guild=True)
     @admin_only()
     async def retrain(self, interaction: discord.Interaction) -> None:
-        # Collaborative filtering lands in the engine later; until then say so plainly.
+        # An engine without CF support (the cog also runs against stripped-down engines) says so.
         retrain_cf = getattr(self.bot.recommender, "retrain_cf", None)
         if not callable(retrain_cf):
             await send_ephemeral(interaction, CF_UNAVAILABLE)
