@@ -43,18 +43,6 @@ def _split(seed: int):
     return build_dataset([(emotion_csv(), lmap), (default_peace_path(), lmap)], seed=seed)
 
 
-def _macro_f1(y: np.ndarray, pred: np.ndarray, labels: list[int], k: int = 6) -> float:
-    """Macro-F1 over ``labels`` from one bincount (the bootstrap needs thousands of these).
-
-    Same definition as sklearn with ``labels=``: a prediction outside ``labels`` still costs
-    the true class its recall.
-    """
-    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    tp = np.diag(cm)[labels].astype(np.float64)
-    denom = (cm.sum(0) + cm.sum(1))[labels]
-    return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
-
-
 def paired_bootstrap(y, pred_a, pred_b, labels: list[int], *, rounds: int = 2000,
                      seed: int = 0) -> dict:
     """95 % interval of macro-F1(a) - macro-F1(b) over resampled test sets.
@@ -62,6 +50,8 @@ def paired_bootstrap(y, pred_a, pred_b, labels: list[int], *, rounds: int = 2000
     "Beats the baseline clearly" should not hinge on one split's luck: resampling the same
     sentences for both models keeps their errors paired, so the interval is tight and honest.
     """
+    from training.classifier import _macro_f1
+
     y, pred_a, pred_b = (np.asarray(v, dtype=np.int64) for v in (y, pred_a, pred_b))
     rng = np.random.default_rng(seed)
     deltas = np.empty(rounds)
@@ -97,12 +87,13 @@ def quality(seed: int, model_dir: Path | None) -> dict:
     base_pred = lr.predict(vec.transform(test_x))
     out["baseline_train_seconds"] = round(time.perf_counter() - t, 1)
 
+    ya = np.asarray(test_y)
+    mask = np.isin(ya, five)  # the five-label view: sentences of the five source labels
+
     def score(pred):
         pred = np.asarray(pred)
-        mask = np.asarray([y in five for y in test_y])
         m6 = evaluate_predictions(test_y, pred)
-        # five-label view: sentences of the five source labels, scored on those labels
-        m5 = evaluate_predictions(np.asarray(test_y)[mask], pred[mask], labels=five)
+        m5 = evaluate_predictions(ya[mask], pred[mask], labels=five)
         return {"accuracy_6": m6["accuracy"], "macro_f1_6": m6["macro_f1"],
                 "accuracy_5": m5["accuracy"], "macro_f1_5": m5["macro_f1"],
                 "per_class_f1": {k: v["f1"] for k, v in m6["per_class"].items()}}
@@ -115,7 +106,10 @@ def quality(seed: int, model_dir: Path | None) -> dict:
         out[f"onnx_{variant}"] = score(preds[variant])
     # The bot classifies one message per call. int8 is dynamically quantised (activation scales
     # per call), so batched int8 scores differ a little from what users get: score that too.
-    preds["served"] = np.asarray([int(clf.predict([t])[0].argmax()) for t in test_x])
+    def served(texts: list[str]) -> np.ndarray:
+        return np.asarray([int(clf.predict_one(t).argmax()) for t in texts])
+
+    preds["served"] = served(test_x)
     out["onnx_int8_served"] = score(preds["served"])
     out["int8_batched_vs_served_agreement"] = float(np.mean(preds["served"] == preds["int8"]))
     # Held-out music talk and everyday statements: registers the corpus split cannot show.
@@ -124,14 +118,12 @@ def quality(seed: int, model_dir: Path | None) -> dict:
     probe_y = np.asarray([y for _, y, _ in probe])
     topics = np.asarray([t for _, _, t in probe])
     # `clf` is the int8 model, loaded last in the loop above
-    probe_pred = {"onnx_int8": np.asarray([int(clf.predict([t])[0].argmax()) for t in probe_x]),
+    probe_pred = {"onnx_int8": served(probe_x),
                   "tfidf_logreg": lr.predict(vec.transform(probe_x))}
     out["probe"] = {name: {t: float(np.mean(pred[topics == t] == probe_y[topics == t]))
                            for t in sorted(set(topics))}
                     for name, pred in probe_pred.items()}
     out["probe"]["size"] = {t: int(np.sum(topics == t)) for t in sorted(set(topics))}
-    mask = np.asarray([y in five for y in test_y])
-    ya = np.asarray(test_y)
     out["int8_vs_baseline"] = {
         "six": paired_bootstrap(ya, preds["served"], base_pred, list(range(6))),
         "five": paired_bootstrap(ya[mask], preds["served"][mask], base_pred[mask], five),

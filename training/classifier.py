@@ -286,11 +286,18 @@ def label_targets(examples: Sequence[Example], *, confidence: float = 0.9) -> di
     return out
 
 
-def _macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+def _macro_f1(y: np.ndarray, pred: np.ndarray, labels: Sequence[int] | None = None) -> float:
+    """Macro-F1 over ``labels`` (default: all six) from one bincount.
+
+    Calibration and the benchmark's bootstrap need thousands of these, so no sklearn call; same
+    definition as sklearn with ``labels=``: a prediction outside ``labels`` still costs the true
+    class its recall.
+    """
+    labels = list(range(NUM_EMOTIONS)) if labels is None else list(labels)
     cm = np.bincount(y * NUM_EMOTIONS + pred, minlength=NUM_EMOTIONS**2).reshape(
         NUM_EMOTIONS, NUM_EMOTIONS).astype(np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
+    tp = np.diag(cm)[labels]
+    denom = (cm.sum(0) + cm.sum(1))[labels]
     return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
 
 
