@@ -21,8 +21,9 @@ from crawler.arena import (
     read_song_meta,
     read_songs_csv,
 )
+from training.paths import shared_dir
 
-REAL_GENRES = Path(__file__).resolve().parents[2] / "shared/data/kakao_arena/genre_gn_all.json"
+REAL_GENRES = shared_dir() / "data" / "kakao_arena" / "genre_gn_all.json"
 
 
 def _genre_file(tmp_path: Path) -> Path:
