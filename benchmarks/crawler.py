@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import write_results  # noqa: E402
 from crawler.arena import SongSeed  # noqa: E402
+from crawler.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon  # noqa: E402
 from crawler.http import HttpConfig, PoliteHttp  # noqa: E402
 from crawler.melon import Crawler, MelonClient  # noqa: E402
 from crawler.state import CrawlState  # noqa: E402
-from tests.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon  # noqa: E402
 
 
 @dataclass

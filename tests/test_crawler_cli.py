@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli import main
 from crawler import cli
-from tests.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon
+from crawler.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon
 
 
 def test_defaults_are_polite() -> None:

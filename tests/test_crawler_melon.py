@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from crawler.arena import SongSeed
+from crawler.fake_melon import FakeMelon, FakeSong
 from crawler.http import CrawlBlockedError, HttpConfig, PoliteHttp, RobotsDisallowedError
 from crawler.melon import Crawler, MelonClient
 from crawler.state import CrawlState, iter_lyrics
-from tests.fake_melon import FakeMelon, FakeSong
 
 
 def catalogue() -> list[FakeSong]:

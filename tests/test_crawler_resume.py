@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from crawler.arena import SongSeed
+from crawler.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon
 from crawler.http import HttpConfig, PoliteHttp
 from crawler.melon import Crawler, MelonClient
 from crawler.state import FINAL_STATUSES, CrawlState
-from tests.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 30

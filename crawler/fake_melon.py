@@ -1,14 +1,28 @@
-"""A fake Melon (aiohttp.web) for crawler tests and the crawler benchmark.
+"""A local stand-in for Melon's pages (aiohttp.web on 127.0.0.1), for tests, benchmarks and demos.
+
+Why it lives in the product package: the crawler's behaviour under faults (retries, blocks,
+robots.txt, redirects, pacing) can only be shown against a server, and nobody may hammer the
+real Melon to do it. The benchmark and demos need it as much as the tests do, and benchmarks
+must not import ``tests/``. It never talks to the network: it binds to 127.0.0.1 only.
 
 Pages follow the structure of Melon's real search, album and song pages (the parts the crawler
-reads, see ``tests/fixtures/melon/``). Faults are scripted per URL key — ``("song", 3)`` etc. —
-as a list of actions consumed one per request, or injected at random (benchmark):
+reads; real-page samples are in ``tests/fixtures/melon/``, which this module does not need).
+Faults are scripted per URL key — ``("song", 3)`` etc. — as a list of actions consumed one per
+request, or injected at random (benchmark):
 
 ``"500"``, ``"403"``, ``"429"`` / ``"429:<retry-after>"``, ``"slow:<s>"`` (delay then serve),
 ``"hang"`` (sleep ``hang_s``, client times out), ``"truncate"``, ``"ok"``.
 
 Every request is counted in ``hits[(kind, id)]`` and logged with its arrival time, so tests can
 assert "no song fetched twice" and the benchmark can measure the real request rate.
+
+Usage::
+
+    async with FakeMelon([FakeSong(1, "밤편지", ["아이유"], album_id=11)]) as fake:
+        ...  # crawl fake.base_url
+
+    with ThreadedFakeMelon(FakeMelon(songs)) as fake:  # when the caller blocks (CLI, benchmark)
+        ...
 """
 
 from __future__ import annotations
