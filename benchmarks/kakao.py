@@ -111,7 +111,7 @@ async def serve_worker(port: int, work: Path) -> None:
     """Engine + skill server; prints READY with setup info, stops when stdin closes."""
     from aiohttp import web
 
-    from bot.kakao_app import create_app
+    from bot.kakao import create_app
 
     engine, settings, info = await _open_engine(work)
     runner = web.AppRunner(create_app(engine, settings), access_log=None)
@@ -181,7 +181,7 @@ def _summary(lat: list[float], errors: int, elapsed: float) -> dict[str, Any]:
 async def http_load(port: int, clients: int, duration: float, warmup: float) -> dict[str, Any]:
     import aiohttp
 
-    from bot.kakao_app import TEXT_ERROR, TEXT_TIMEOUT
+    from bot.kakao import TEXT_ERROR, TEXT_TIMEOUT
 
     url = f"http://127.0.0.1:{port}/kakao/skill"
     polite_failures = {TEXT_ERROR, TEXT_TIMEOUT}

@@ -47,7 +47,7 @@ async def serve(settings, *, force_console: bool = False) -> int:
     try:
         tasks = []
         if kakao_on:
-            from bot.kakao_app import serve as serve_kakao
+            from bot.kakao import serve as serve_kakao
 
             tasks.append(asyncio.create_task(serve_kakao(rec, settings), name="kakao"))
         if discord_on:

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.engine import Recommender
 from bot.feedback import KAKAO_REPLIES, Signal
-from bot.kakao_app import (
+from bot.kakao import (
     LIMITS,
     SECRET_HEADER,
     SKILL_PATH,
