@@ -40,12 +40,12 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -56,12 +56,17 @@ log = logging.getLogger("moodtune.store")
 
 __all__ = [
     "SCOPES",
+    "FeedbackEvent",
     "Migration",
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "StoredItem",
+    "StoredRecommendation",
     "UnknownRecommendationError",
+    "feedback_window",
     "load_migrations",
+    "read_feedback_rows",
     "split_sql",
 ]
 
@@ -83,6 +88,92 @@ class StoreUnavailableError(StoreError):
 
 class UnknownRecommendationError(StoreError):
     """Feedback or a message link names a rec_id (or a song of it) that was never shown."""
+
+
+class StoredItem(NamedTuple):
+    """One track of a stored answer, in the order shown (position 0 = first)."""
+
+    position: int
+    song_id: str
+    score: float
+
+
+class FeedbackEvent(NamedTuple):
+    """One row of the feedback table as CF and the engine read it."""
+
+    user_id: str
+    song_id: str
+    signal: str
+    scope: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecommendation:
+    """An answer as the store remembers it: what was shown to whom, and (in history) what
+    that person said about each track."""
+
+    rec_id: str
+    user_id: str
+    channel: str
+    source: str
+    emotion: tuple[float, ...]
+    text: str | None
+    created_at: float
+    items: tuple[StoredItem, ...]
+    feedback: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def song_ids(self) -> tuple[str, ...]:
+        return tuple(i.song_id for i in self.items)
+
+    def song_at(self, position: int) -> str | None:
+        """The song shown ``position``-th on screen (0-based), or None if there is no such track.
+
+        Items are kept in stored-position order, so this is display order whatever numbering the
+        rows use: a button saying "track 2" always means the second track shown.
+        """
+        return self.items[position].song_id if 0 <= position < len(self.items) else None
+
+
+def feedback_window(since: float | None, until: float | None) -> tuple[str, tuple[float, ...]]:
+    """The WHERE clause for a half-open time window ``since <= created_at < until``.
+
+    One definition for the bot and CF training, so consecutive windows neither miss nor
+    double-count an event whichever reader takes them.
+    """
+    clauses, args = [], []
+    if since is not None:
+        clauses.append("created_at >= ?")
+        args.append(float(since))
+    if until is not None:
+        clauses.append("created_at < ?")
+        args.append(float(until))
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), tuple(args)
+
+
+_FEEDBACK_COLUMNS = "user_id, song_id, signal, scope, created_at"
+
+
+def read_feedback_rows(con: sqlite3.Connection, *, since: float | None = None,
+                       until: float | None = None, batch: int = 50_000
+                       ) -> tuple[int, Iterator[list[FeedbackEvent]]]:
+    """``(row count, batches of FeedbackEvent)`` in time order from a plain sqlite3 connection.
+
+    For readers outside the bot's event loop (CF training reads millions of rows in a separate
+    process through a read-only connection); streaming in batches keeps its memory flat. The
+    store's own :meth:`Store.feedback_events` uses the same window and columns.
+    """
+    where, args = feedback_window(since, until)
+    total = int(con.execute(f"SELECT COUNT(*) FROM feedback{where}", args).fetchone()[0])
+    cur = con.execute(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback{where} ORDER BY created_at, rowid",
+                      args)
+
+    def batches() -> Iterator[list[FeedbackEvent]]:
+        while rows := cur.fetchmany(batch):
+            yield [FeedbackEvent(*r) for r in rows]
+
+    return total, batches()
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,15 +478,22 @@ class Store:
                 "ORDER BY r.created_at DESC, r.seq DESC, i.position", (user_id, last_n_recs))
         return list(dict.fromkeys(row[0] for row in rows))
 
-    async def recommendation(self, rec_id: str) -> dict[str, Any] | None:
-        """One stored answer, or None: rec_id, user_id, channel, source, emotion, text,
-        created_at, items ``[(position, song_id, score)]``."""
+    async def recommendation(self, rec_id: str) -> StoredRecommendation | None:
+        """One stored answer, or None (never shown, or its owner was forgotten)."""
         async with self._session(f"reading recommendation {rec_id}") as db:
             recs = await self._load_recs(db, "WHERE rec_id = ?", (rec_id,))
         return recs[0] if recs else None
 
-    async def history(self, user_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        """The user's answers, newest first, each with ``feedback``: ``{song_id: [signals]}``.
+    async def last_recommendation(self, user_id: str) -> StoredRecommendation | None:
+        """The newest answer shown to ``user_id``: what "좋아요" or "다른 노래" typed (or tapped
+        after a restart, or through a block that dropped the button's data) refers to."""
+        async with self._session(f"reading the last answer of {user_id}") as db:
+            recs = await self._load_recs(
+                db, "WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1", (user_id,))
+        return recs[0] if recs else None
+
+    async def history(self, user_id: str, limit: int = 10) -> list[StoredRecommendation]:
+        """The user's answers, newest first, each with ``feedback``: ``{song_id: (signals)}``.
 
         ``feedback`` holds what *this user* said about each track (their /history); reactions by
         other people in the channel count for CF but are theirs, not part of this history.
@@ -408,36 +506,34 @@ class Store:
                 (user_id, limit))
             if not recs:
                 return []
-            by_id = {r["rec_id"]: r for r in recs}
-            for r in recs:
-                r["feedback"] = {}
-            marks = ",".join("?" * len(by_id))
+            marks = ",".join("?" * len(recs))
             rows = await db.execute_fetchall(
                 f"SELECT rec_id, song_id, signal FROM feedback WHERE user_id = ? AND "
-                f"rec_id IN ({marks}) ORDER BY created_at, id", (user_id, *by_id))
+                f"rec_id IN ({marks}) ORDER BY created_at, id",
+                (user_id, *(r.rec_id for r in recs)))
+        said: dict[str, dict[str, list[str]]] = {}
         for rec_id, song_id, signal in rows:
-            by_id[rec_id]["feedback"].setdefault(song_id, []).append(signal)
-        return recs
+            said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
+        return [StoredRecommendation(
+            r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
+            {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}) for r in recs]
 
     @staticmethod
     async def _load_recs(db: aiosqlite.Connection, where: str,
-                         args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        rows = await db.execute_fetchall(
+                         args: tuple[Any, ...]) -> list[StoredRecommendation]:
+        rows = list(await db.execute_fetchall(
             "SELECT rec_id, user_id, channel, source, emotion, text, created_at "
-            f"FROM recommendations {where}", args)
-        recs = [{"rec_id": r[0], "user_id": r[1], "channel": r[2], "source": r[3],
-                 "emotion": json.loads(r[4]), "text": r[5], "created_at": r[6], "items": []}
-                for r in rows]
-        if not recs:
-            return recs
-        by_id = {r["rec_id"]: r for r in recs}
-        marks = ",".join("?" * len(by_id))
-        items = await db.execute_fetchall(
-            f"SELECT rec_id, position, song_id, score FROM recommendation_items "
-            f"WHERE rec_id IN ({marks}) ORDER BY rec_id, position", tuple(by_id))
-        for rec_id, position, song_id, score in items:
-            by_id[rec_id]["items"].append((position, song_id, score))
-        return recs
+            f"FROM recommendations {where}", args))
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        items: dict[str, list[StoredItem]] = {r[0]: [] for r in rows}
+        for rec_id, position, song_id, score in await db.execute_fetchall(
+                f"SELECT rec_id, position, song_id, score FROM recommendation_items "
+                f"WHERE rec_id IN ({marks}) ORDER BY rec_id, position", tuple(items)):
+            items[rec_id].append(StoredItem(position, song_id, score))
+        return [StoredRecommendation(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6],
+                                     tuple(items[r[0]])) for r in rows]
 
     # ---- feedback -------------------------------------------------------------------------
     async def add_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Signal | str,
@@ -485,25 +581,28 @@ class Store:
             return cur.rowcount > 0
 
     async def feedback_events(self, *, since: float | None = None,
-                              until: float | None = None) -> list[tuple[str, str, str, str, float]]:
-        """``(user_id, song_id, signal, scope, created_at)`` in time order, for CF training.
-
-        The window is half-open, ``since <= created_at < until``, so consecutive windows neither
-        miss nor double-count an event.
-        """
-        clauses, args = [], []
-        if since is not None:
-            clauses.append("created_at >= ?")
-            args.append(float(since))
-        if until is not None:
-            clauses.append("created_at < ?")
-            args.append(float(until))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+                              until: float | None = None) -> list[FeedbackEvent]:
+        """Feedback rows in time order within ``since <= created_at < until``
+        (:func:`feedback_window`, the same window CF training reads)."""
+        where, args = feedback_window(since, until)
         async with self._session("reading feedback events") as db:
             rows = await db.execute_fetchall(
-                f"SELECT user_id, song_id, signal, scope, created_at FROM feedback {where} "
-                "ORDER BY created_at, id", tuple(args))
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+                f"SELECT {_FEEDBACK_COLUMNS} FROM feedback{where} ORDER BY created_at, rowid", args)
+        return [FeedbackEvent(*r) for r in rows]
+
+    # ---- health ---------------------------------------------------------------------------
+    async def check_writable(self) -> None:
+        """Prove the database takes a write right now (for /healthz); raise if it does not.
+
+        Reading works on a full disk or a read-only file, so a health check that only reads
+        says "ok" while every feedback write fails. This commits a one-row update instead.
+        Raises :class:`StoreUnavailableError` (or :class:`StoreError`) with the reason.
+        """
+        async with self._transaction("checking that the database is writable") as db:
+            await db.execute(
+                "INSERT INTO health_probe (id, checked_at) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                (self._clock(),))
 
     # ---- Discord message links ------------------------------------------------------------
     async def link_message(self, message_id: str, rec_id: str) -> None:

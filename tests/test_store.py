@@ -17,6 +17,8 @@ import pytest
 from bot.feedback import Signal
 from bot.store import (
     Store,
+    StoredItem,
+    StoredRecommendation,
     StoreError,
     StoreUnavailableError,
     UnknownRecommendationError,
@@ -25,6 +27,7 @@ from bot.store import (
 )
 
 MOOD = (0.02, 0.02, 0.9, 0.02, 0.02, 0.02)
+LATEST = load_migrations()[-1].version
 
 
 class Clock:
@@ -85,13 +88,13 @@ async def test_open_creates_folder_schema_and_wal(open_store, tmp_path: Path, cl
     path = tmp_path / "a" / "b" / "moodtune.sqlite3"
     s = await open_store(path, clock=clock)
     try:
-        assert s.journal_mode == "wal" and s.schema_version == 1
+        assert s.journal_mode == "wal" and s.schema_version == LATEST
     finally:
         await s.close()
     with raw(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT version, name, applied_at FROM schema_version").fetchall() \
-            == [(1, "001_init.sql", clock.t)]
+            == [(m.version, m.name, clock.t) for m in load_migrations()]
         assert {"users", "recommendations", "recommendation_items", "feedback", "message_links",
                 "guild_channels", "schema_version"} <= set(tables(conn))
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -107,18 +110,21 @@ async def test_reopen_is_idempotent_and_keeps_data(
     clock.tick(100)
     for _ in range(2):
         s = await open_store(path, clock=clock)
-        assert s.schema_version == 1
+        assert s.schema_version == LATEST
         assert await s.recent_song_ids("u1", 5) == ["s0", "s1", "s2"]
         await s.close()
     with raw(path) as conn:  # still one row, with the first open's timestamp
         assert conn.execute("SELECT version, applied_at FROM schema_version").fetchall() == [
-            (1, clock.t - 100)]
+            (m.version, clock.t - 100) for m in load_migrations()]
 
 
 async def test_new_migration_applies_and_a_broken_one_rolls_back(
         open_store, tmp_path: Path) -> None:
     mig = tmp_path / "migrations"
     shutil.copytree(Path(__file__).resolve().parent.parent / "bot" / "migrations", mig)
+    for later in mig.glob("0[0-9][0-9]_*.sql"):  # start from 001 alone: 002+ are added below
+        if not later.name.startswith("001_"):
+            later.unlink()
     path = tmp_path / "m.sqlite3"
     s = await open_store(path, migrations_dir=mig)
     assert s.schema_version == 1
@@ -195,9 +201,10 @@ async def test_save_and_read_back_a_recommendation(store: Store, clock: Clock) -
     await store.save_recommendation("r1", "u1", "discord", MOOD, [("a", 0.91), ("b", 0.5)],
                                     source="explicit")
     rec = await store.recommendation("r1")
-    assert rec == {"rec_id": "r1", "user_id": "u1", "channel": "discord", "source": "explicit",
-                   "emotion": list(MOOD), "text": None, "created_at": clock.t,
-                   "items": [(0, "a", 0.91), (1, "b", 0.5)]}
+    assert rec == StoredRecommendation(
+        "r1", "u1", "discord", "explicit", tuple(MOOD), None, clock.t,
+        (StoredItem(0, "a", 0.91), StoredItem(1, "b", 0.5)))
+    assert rec.song_ids == ("a", "b") and rec.song_at(1) == "b" and rec.song_at(2) is None
     assert await store.recommendation("nope") is None
 
 
@@ -248,7 +255,7 @@ async def test_text_is_not_stored_by_default(open_store, tmp_path: Path) -> None
     s = await open_store(path)
     await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 1), source="text",
                                 text=secret)
-    assert (await s.recommendation("r1"))["text"] is None
+    assert (await s.recommendation("r1")).text is None
     await s.close()
     with raw(path) as conn:
         assert conn.execute("SELECT text FROM recommendations").fetchall() == [(None,)]
@@ -261,7 +268,7 @@ async def test_text_is_stored_when_opted_in(open_store, tmp_path: Path) -> None:
     s = await open_store(path, store_message_text=True)
     await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 1), source="text",
                                 text="오늘 너무 우울해")
-    assert (await s.recommendation("r1"))["text"] == "오늘 너무 우울해"
+    assert (await s.recommendation("r1")).text == "오늘 너무 우울해"
     await s.close()
 
 
@@ -355,13 +362,15 @@ async def test_history_is_newest_first_with_the_users_own_feedback(
     await store.add_feedback("r0", "s0-1", "u", Signal.SKIP)
 
     hist = await store.history("u", limit=2)
-    assert [h["rec_id"] for h in hist] == ["r2", "r1"]
-    assert hist[0]["feedback"] == {"s2-0": ["like", "love"]}
-    assert hist[1]["feedback"] == {}
-    assert hist[0]["items"] == [(0, "s2-0", 1.0), (1, "s2-1", 0.99)]
+    assert [h.rec_id for h in hist] == ["r2", "r1"]
+    assert hist[0].feedback == {"s2-0": ("like", "love")}
+    assert hist[1].feedback == {}
+    assert hist[0].items == ((0, "s2-0", 1.0), (1, "s2-1", 0.99))
     full = await store.history("u")
-    assert [h["rec_id"] for h in full] == ["r2", "r1", "r0"]
-    assert full[2]["feedback"] == {"s0-1": ["skip"]}
+    assert [h.rec_id for h in full] == ["r2", "r1", "r0"]
+    assert full[2].feedback == {"s0-1": ("skip",)}
+    assert (await store.last_recommendation("u")).rec_id == "r2"
+    assert await store.last_recommendation("nobody") is None
     assert await store.history("nobody") == []
 
 
@@ -512,7 +521,7 @@ async def test_cancelled_saves_are_all_or_nothing(store: Store) -> None:
         except asyncio.CancelledError:
             outcomes.add("cancelled")
         rec = await store.recommendation(rec_id)
-        assert rec is None or len(rec["items"]) == 5
+        assert rec is None or len(rec.items) == 5
         await store.save_recommendation(f"ok{attempt}", "u", "console", MOOD, songs("z", 1),
                                         source="text")
     assert "cancelled" in outcomes
@@ -552,7 +561,7 @@ async def test_open_while_another_process_holds_the_lock(open_store, tmp_path: P
         other.rollback()
         other.close()
     s = await open_store(path, busy_timeout_ms=50)
-    assert s.schema_version == 1
+    assert s.schema_version == LATEST
     await s.close()
 
 
@@ -625,3 +634,16 @@ async def test_closed_store(open_store, tmp_path: Path) -> None:
     assert s.closed
     with pytest.raises(StoreError, match="closed"):
         await s.recent_song_ids("u", 5)
+
+
+async def test_check_writable_passes_on_a_writable_database_and_fails_on_a_read_only_one(
+        open_store, tmp_path: Path) -> None:
+    """/healthz relies on this: reads still work on a read-only file, writes do not."""
+    path = tmp_path / "h.sqlite3"
+    s = await open_store(path)
+    await s.check_writable()
+    await s.close()
+    ro = await open_store(f"file:{path}?mode=ro")
+    with pytest.raises(StoreUnavailableError, match="read-only"):
+        await ro.check_writable()
+    await ro.close()

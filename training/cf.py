@@ -34,8 +34,9 @@ slower and would fight the bot for cores) and ``threads`` solver threads (defaul
 :func:`indexing.cf.save_cf` (format defined once, next to the serving reader); an empty or
 failed training raises before anything is written, so the previous model stays.
 
-``training/`` must not import ``bot/``: the store's SQLite file is read here with plain
-``sqlite3`` in read-only mode (table and columns from ``bot/migrations/001_init.sql``).
+The feedback table has one owner, ``bot.store``: its window, columns and signal/scope names
+are read from there (``read_feedback_rows``, ``bot.feedback.Signal``, ``bot.store.SCOPES``),
+through a plain read-only ``sqlite3`` connection so training never writes to the live database.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ from typing import Any
 
 import numpy as np
 
+from bot.feedback import Signal
+from bot.store import SCOPES as STORE_SCOPES
+from bot.store import read_feedback_rows
 from indexing.cf import DEFAULT_SHRINK_EVENTS, INFO_FILE, save_cf
 
 __all__ = [
@@ -77,15 +81,17 @@ __all__ = [
 ]
 
 SIGNAL_WEIGHTS: dict[str, float] = {
-    "love": 4.0,
-    "like": 2.0,
-    "play": 0.5,
-    "skip": -0.5,
-    "dislike": -2.0,
+    Signal.LOVE.value: 4.0,
+    Signal.LIKE.value: 2.0,
+    Signal.PLAY.value: 0.5,
+    Signal.SKIP.value: -0.5,
+    Signal.DISLIKE.value: -2.0,
 }
 SCOPE_WEIGHTS: dict[str, float] = {"track": 1.0, "message": 0.35}
-SIGNALS: tuple[str, ...] = tuple(SIGNAL_WEIGHTS)
-SCOPES: tuple[str, ...] = tuple(SCOPE_WEIGHTS)
+SIGNALS: tuple[str, ...] = tuple(s.value for s in Signal)
+SCOPES: tuple[str, ...] = STORE_SCOPES
+if set(SIGNAL_WEIGHTS) != set(SIGNALS) or set(SCOPE_WEIGHTS) != set(SCOPES):  # pragma: no cover
+    raise ImportError("training.cf weights must name every bot.feedback.Signal and store scope")
 _DAY = 86_400.0
 
 
@@ -234,29 +240,19 @@ def read_feedback(db_path: str | os.PathLike[str], *, since: float | None = None
     if not path.is_file():
         raise CFTrainingError(f"no database at {path}; pass --db (the bot's DATABASE_PATH, "
                               "default var/moodtune.sqlite3)")
-    clauses, args = [], []
-    if since is not None:
-        clauses.append("created_at >= ?")
-        args.append(float(since))
-    if until is not None:
-        clauses.append("created_at < ?")
-        args.append(float(until))
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     b = _Builder()
     try:
         con = sqlite3.connect(_db_uri(path), uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise CFTrainingError(f"cannot open {path} read-only: {exc}") from exc
     try:
-        total = con.execute(f"SELECT COUNT(*) FROM feedback{where}", args).fetchone()[0]
-        cur = con.execute("SELECT user_id, song_id, signal, scope, created_at FROM feedback"
-                          f"{where}", args)
+        total, batches = read_feedback_rows(con, since=since, until=until)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=total, desc="reading feedback", unit="ev", unit_scale=True)
-        while rows := cur.fetchmany(50_000):
+        for rows in batches:
             for row in rows:
                 b.add(*row)
             if bar is not None:
