@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO
 
 from bot.engine import EngineError, Recommendation, Recommender
 from bot.feedback import Signal, parse_signal
 from inference.emotions import EMOTIONS, UnknownEmotionError, index_of
+from inference.text import clean_text
 
 __all__ = ["ConsoleChat", "render_recommendation", "run_console"]
 
@@ -25,8 +27,14 @@ HELP = """\
   /mood 평화      그 무드의 곡 (분노 긴장 슬픔 평화 기쁨 중립)
   /more 2         2번 곡과 비슷한 곡
   /history        최근 추천
-  /forget-me      내 기록 모두 지우기
+  /forget-me      내 기록 모두 지우기 (한 번 더 확인해요)
   /help, /quit"""
+
+#: How long a "/forget-me" waits for its confirmation (Discord's confirm button waits as long).
+FORGET_CONFIRM_S = 60.0
+FORGET_ASK = ("🧹 추천 기록과 피드백을 모두 지울까요? 되돌릴 수 없어요.\n"
+              "지우려면 '네'를, 그만두려면 아무 말이나 입력하세요.")
+_YES = frozenset({"네", "예", "응", "yes", "y", "삭제", "삭제할게요", "/forget-me"})
 
 _FEEDBACK = re.compile(r"^\s*([1-9])\s*(\S+)\s*$")
 
@@ -61,12 +69,21 @@ class ConsoleChat:
         self.user_id = user_id
         self.last: Recommendation | None = None
         self.done = False
+        self._forget_asked_at: float | None = None
 
     async def handle(self, line: str) -> str:
         """Answer one input line. Never raises for user mistakes: it explains them."""
-        text = line.strip()
+        text = clean_text(line).strip()
         if not text:
             return ""
+        if self._forget_asked_at is not None:
+            asked, self._forget_asked_at = self._forget_asked_at, None
+            if time.monotonic() - asked <= FORGET_CONFIRM_S and text.casefold() in _YES:
+                return await self._forget()
+            if text.casefold() in _YES:
+                return "확인이 늦어 삭제를 취소했어요. 다시 /forget-me 를 입력해 주세요."
+            if text.casefold() in ("아니", "아니요", "no", "n", "취소"):
+                return "삭제를 취소했어요. 기록은 그대로예요."
         cmd, _, arg = text.partition(" ")
         cmd = cmd.casefold()
         try:
@@ -82,7 +99,10 @@ class ConsoleChat:
             if cmd == "/history":
                 return await self._history()
             if cmd in ("/forget-me", "/forget"):
-                return await self._forget()
+                if self.rec.store is None and not self.rec.users.peek(self.user_id):
+                    return "지울 기록이 없어요."
+                self._forget_asked_at = time.monotonic()
+                return FORGET_ASK
             m = _FEEDBACK.match(text)
             if m and parse_signal(m.group(2)) is not None:
                 return await self._feedback(int(m.group(1)), parse_signal(m.group(2)))
@@ -124,8 +144,8 @@ class ConsoleChat:
         if err:
             return err
         try:
-            stored = await self.rec.feedback(self.last.rec_id, track.song_id, self.user_id,
-                                             signal)
+            _, stored = await self.rec.feedback_track(self.user_id, self.last.rec_id, n - 1,
+                                                      signal, channel="console")
         except EngineError as exc:
             return str(exc)
         except Exception as exc:  # the store is down: say so, keep chatting
@@ -136,25 +156,21 @@ class ConsoleChat:
         return f"{n}. {track.title} — {word}{note}"
 
     async def _history(self) -> str:
-        store = self.rec.store
-        if store is None:
+        if self.rec.store is None:
             return "기록 저장소가 꺼져 있어요."
-        items = await store.history(self.user_id, limit=5)
+        items = await self.rec.history(self.user_id, limit=5)
         if not items:
             return "아직 추천 기록이 없어요."
         out = []
         for h in items:
-            e = h["emotion"]
+            e = h.emotion
             top = max(range(len(e)), key=lambda i: e[i])
-            songs = [self.rec.index.get(sid) for _, sid, _ in h["items"]]
+            songs = [self.rec.index.get(sid) for sid in h.song_ids]
             names = ", ".join(s.title for s in songs if s is not None)
             out.append(f"{EMOTIONS[top].emoji} {EMOTIONS[top].ko}: {names}")
         return "\n".join(out)
 
     async def _forget(self) -> str:
-        store = self.rec.store
-        if store is None:
-            return "기록 저장소가 꺼져 있어요."
         counts = await self.rec.forget_user(self.user_id)
         self.last = None
         return f"기록을 모두 지웠어요 ({sum(counts.values())}건)."

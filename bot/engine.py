@@ -9,10 +9,14 @@ re-ranking) run in a small thread pool so the event loop never stalls behind the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import os
+import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +24,30 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bot.feedback import Signal
+from bot.observability import Metrics, user_ref
 from bot.ranking import RankWeights, explain, rerank
 from bot.settings import Settings
+from bot.userstate import UserStateCache
 from indexing.catalog import Catalog, CatalogError, default_catalog_path
 from inference.classifier import EmotionClassifier
 from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of, parse_emotion
+from inference.text import clean_text
 
 log = logging.getLogger("moodtune.engine")
 
 __all__ = [
-    "CFTrainingError",
+    "CFRetrainError",
+    "EngineBusyError",
     "EngineError",
+    "FeedbackUnavailableError",
     "InputTooLongError",
     "Recommendation",
     "Recommender",
+    "SongNotInCatalogError",
     "StartupError",
     "Track",
-    "UnknownSongError",
+    "UnknownAnswerError",
 ]
 
 
@@ -52,12 +63,25 @@ class InputTooLongError(EngineError):
     """The message is longer than MAX_INPUT_CHARS."""
 
 
-class UnknownSongError(EngineError):
+class SongNotInCatalogError(EngineError):
     """"More like this" named a song that is not in the catalogue."""
 
 
-class CFTrainingError(EngineError):
+class CFRetrainError(EngineError):
     """Retraining CF failed or had nothing to learn from; the previous model keeps serving."""
+
+
+class EngineBusyError(EngineError):
+    """Too many requests are already running or queued (``ENGINE_MAX_PENDING``): answer at once
+    with a polite "busy" instead of making everyone wait."""
+
+
+class FeedbackUnavailableError(EngineError):
+    """Feedback cannot be stored: no store is configured."""
+
+
+class UnknownAnswerError(EngineError):
+    """Feedback named an answer (or a track position) that is not stored for this user."""
 
 
 class CFScorer(Protocol):
@@ -100,28 +124,58 @@ class Recommendation:
 
 
 class Recommender:
-    """Holds the classifier, the index (hot-swappable), the store and the optional CF model."""
+    """Holds the classifier, the index (hot-swappable), the store and the optional CF model.
+
+    Every adapter talks to the bot through this class only: recommendations, feedback (on a
+    track, on a whole answer, withdrawn), history, privacy, health and the per-guild settings
+    Discord keeps. It owns the latency/error metrics of all of them, the admission limit that
+    keeps a flood from starving everyone (``ENGINE_MAX_PENDING``) and the bounded per-user memory.
+    """
 
     def __init__(self, settings: Settings, classifier: EmotionClassifier, index: Any,
-                 store: Any | None, *, workers: int = 2) -> None:
+                 store: Any | None, *, workers: int = 2, metrics: Metrics | None = None,
+                 pseudonym_key: bytes = b"") -> None:
         self.settings = settings
         self.classifier = classifier
         self._index = index
         self.store = store
         self.cf: CFScorer | None = None
+        self._cf_stamp: tuple[float, int] | None = None
+        self._cf_checked = 0.0
+        self._cf_reload: asyncio.Task[bool] | None = None
         self._swap_lock = asyncio.Lock()
         self._cf_retrain_lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moodtune-cpu")
-        self._recent: dict[str, list[set[str]]] = {}  # no-repeat memory when there is no store
+        self.users = UserStateCache(settings.user_state_max_users, settings.user_state_ttl_s)
+        self._pending = 0
+        self._pseudonym_key = pseudonym_key
         self.weights = RankWeights(
             mood=settings.weight_mood, cf=settings.weight_cf,
             popularity=settings.weight_popularity, mmr_lambda=settings.mmr_lambda,
             max_per_artist=settings.max_per_artist)
+        m = self.metrics = metrics or Metrics()
+        self._m_seconds = m.histogram("moodtune_engine_seconds",
+                                      "Engine call latency by channel and operation.",
+                                      ["channel", "op"])
+        self._m_errors = m.counter("moodtune_engine_errors_total",
+                                   "Engine calls that failed, by channel and error class.",
+                                   ["channel", "error"])
+        self._m_busy = m.counter("moodtune_engine_busy_total",
+                                 "Requests refused at once because ENGINE_MAX_PENDING were running.",
+                                 ["channel"])
+        self._m_pending = m.gauge("moodtune_engine_pending",
+                                  "Engine requests running or queued right now.")
+        self._m_feedback = m.counter("moodtune_feedback_total",
+                                     "Feedback events recorded, by channel and signal.",
+                                     ["channel", "signal"])
+        self._m_users = m.gauge("moodtune_user_state_users",
+                                "Users whose per-user state is held in memory.")
 
     # ---- lifecycle -----------------------------------------------------------------------
     @classmethod
     async def open(cls, settings: Settings | None = None, *, classifier: EmotionClassifier | None = None,
-                   store: Any | None = None, use_store: bool = True) -> Recommender:
+                   store: Any | None = None, use_store: bool = True,
+                   metrics: Metrics | None = None) -> Recommender:
         """Load model, index (building it from the catalogue on first start) and store."""
         from indexing.index import SongIndexError
         from inference.classifier import ModelLoadError
@@ -144,11 +198,16 @@ class Recommender:
                                          store_message_text=settings.store_message_text)
             except StoreError as exc:
                 raise StartupError(str(exc)) from exc
-        rec = cls(settings, classifier, index, store)
+        key = load_pseudonym_key(settings.resolved_pseudonym_key_path) if use_store else b""
+        rec = cls(settings, classifier, index, store, metrics=metrics, pseudonym_key=key)
         await rec.reload_cf(quiet=True)
         return rec
 
     async def close(self) -> None:
+        if self._cf_reload is not None and not self._cf_reload.done():
+            self._cf_reload.cancel()
+            with contextlib.suppress(BaseException):
+                await self._cf_reload
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:
             await self.store.close()
@@ -163,45 +222,102 @@ class Recommender:
     def index(self) -> Any:
         return self._index
 
+    @property
+    def pending(self) -> int:
+        """Engine requests running or queued right now (what ENGINE_MAX_PENDING bounds)."""
+        return self._pending
+
+    def user_ref(self, user_id: str) -> str:
+        """The log pseudonym of a user: a hash keyed with this install's secret, so nobody who
+        reads the logs can test a guessed user id against it."""
+        return user_ref(user_id, self._pseudonym_key)
+
+    # ---- metrics and admission -----------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _measured(self, channel: str, op: str) -> AsyncIterator[None]:
+        """Time one engine call and count its failure, whichever adapter made it."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        except EngineBusyError:
+            raise
+        except Exception as exc:
+            self._m_errors.inc(channel=channel, error=type(exc).__name__)
+            raise
+        finally:
+            self._m_seconds.observe(time.perf_counter() - t0, channel=channel, op=op)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, channel: str, op: str) -> AsyncIterator[None]:
+        """Run one recommendation if fewer than ``ENGINE_MAX_PENDING`` are in flight, else refuse.
+
+        One limit for every adapter and for Kakao's direct and callback requests alike: under a
+        flood the queue behind the two CPU threads stays short, so a request that is admitted
+        is answered within Kakao's deadline and the rest hear "busy" at once.
+        """
+        if self._pending >= self.settings.engine_max_pending:
+            self._m_busy.inc(channel=channel)
+            raise EngineBusyError("지금 요청이 많아요. 잠시 후 다시 말해 주세요 🙏")
+        self._pending += 1
+        self._m_pending.set(self._pending)
+        try:
+            async with self._measured(channel, op):
+                yield
+        finally:
+            self._pending -= 1
+            self._m_pending.set(self._pending)
+            self._m_users.set(len(self.users))
+
     # ---- recommending --------------------------------------------------------------------
-    async def recommend(self, user_id: str, text: str, k: int | None = None, *,
-                        channel: str = "console") -> Recommendation:
-        """Read the mood of ``text`` (or an explicit mood name) and pick tracks for it."""
+    def _check_text(self, text: str) -> str:
         if not isinstance(text, str):
             raise TypeError("text must be a string")
+        text = clean_text(text)
         if len(text) > self.settings.max_input_chars:
             raise InputTooLongError(
                 f"메시지가 너무 길어요 ({len(text):,}자). {self.settings.max_input_chars:,}자 이내로 "
                 "지금 기분을 말해 주세요.")
-        explicit = parse_emotion(text)
-        if explicit is not None:
-            return await self.recommend_mood(user_id, explicit, k, channel=channel, text=text)
-        # The vector is read inside the same worker call as the ranking (one thread hop).
-        return await self._recommend_vector(user_id, None, k, source="text", channel=channel,
-                                            text=text)
+        return text
+
+    async def recommend(self, user_id: str, text: str, k: int | None = None, *,
+                        channel: str = "console") -> Recommendation:
+        """Read the mood of ``text`` (or an explicit mood name) and pick tracks for it.
+
+        Raises :class:`EngineBusyError` when ``ENGINE_MAX_PENDING`` requests are in flight.
+        """
+        text = self._check_text(text)
+        async with self._admitted(channel, "recommend"):
+            explicit = parse_emotion(text)
+            if explicit is not None:
+                return await self._recommend_vector(user_id, _mood_vector(explicit), k,
+                                                    source="explicit", channel=channel, text=text)
+            # The vector is read inside the same worker call as the ranking (one thread hop).
+            return await self._recommend_vector(user_id, None, k, source="text", channel=channel,
+                                                text=text)
 
     async def recommend_mood(self, user_id: str, emotion: str | int, k: int | None = None, *,
                              channel: str = "console", text: str | None = None) -> Recommendation:
         """Recommend for a named mood ("평화", "calm", 3) without running the classifier."""
-        i = emotion if isinstance(emotion, int) else index_of(emotion)
-        vec = np.full(NUM_EMOTIONS, 0.02, dtype=np.float32)
-        vec[i] = 1.0 - 0.02 * (NUM_EMOTIONS - 1)
-        return await self._recommend_vector(user_id, vec, k, source="explicit", channel=channel,
-                                            text=text)
+        vec = _mood_vector(emotion)
+        async with self._admitted(channel, "recommend_mood"):
+            return await self._recommend_vector(user_id, vec, k, source="explicit",
+                                                channel=channel, text=text)
 
     async def more_like(self, user_id: str, song_id: str, k: int | None = None, *,
                         channel: str = "console") -> Recommendation:
         """"More like this": the song's own vector is the mood."""
         song = self._index.get(song_id)
         if song is None:
-            raise UnknownSongError(f"그 곡은 목록에 없어요: {song_id}")
+            raise SongNotInCatalogError(f"그 곡은 목록에 없어요: {song_id}")
         vec = np.asarray(song.vector, dtype=np.float32)
-        return await self._recommend_vector(user_id, vec, k, source="similar", channel=channel,
-                                            extra_exclude={song_id})
+        async with self._admitted(channel, "more_like"):
+            return await self._recommend_vector(user_id, vec, k, source="similar",
+                                                channel=channel, extra_exclude={song_id})
 
     async def _recommend_vector(self, user_id: str, vec: np.ndarray | None, k: int | None, *,
                                 source: str, channel: str, text: str | None = None,
                                 extra_exclude: set[str] | None = None) -> Recommendation:
+        self._maybe_reload_cf()
         k = k or self.settings.rec_k
         exclude = await self._recent_songs(user_id)
         if extra_exclude:
@@ -252,14 +368,14 @@ class Recommender:
                 return set(await self.store.recent_song_ids(user_id, m))
             except Exception:
                 log.warning("store unavailable for no-repeat lookup; using memory", exc_info=True)
-        recent = self._recent.get(user_id, [])
-        return set().union(*recent[-m:]) if recent else set()
+        state = self.users.peek(user_id)
+        return set().union(*state.recent[-m:]) if state and state.recent else set()
 
     async def _remember(self, rec: Recommendation, channel: str, text: str | None) -> None:
-        ids = {t.song_id for t in rec.tracks}
-        hist = self._recent.setdefault(rec.user_id, [])
-        hist.append(ids)
-        del hist[: -max(self.settings.no_repeat_last, 1)]
+        state = self.users.get(rec.user_id)
+        state.recent.append(tuple(t.song_id for t in rec.tracks))
+        del state.recent[: -max(self.settings.no_repeat_last, 1)]
+        state.thread = rec  # the last answer: what "좋아요" / "2번" / "다른 거" refer to
         if self.store is None:
             return
         try:
@@ -270,60 +386,159 @@ class Recommender:
             # The user still gets an answer; only feedback on this one will be refused.
             log.error("could not store recommendation %s", rec.rec_id, exc_info=True)
 
-    # ---- feedback ------------------------------------------------------------------------
-    async def feedback(self, rec_id: str, song_id: str, user_id: str, signal: Any, *,
-                       scope: str = "track") -> bool:
-        """Record a reaction; returns False when it was already recorded (idempotent).
+    # ---- feedback (the one path every adapter uses) ----------------------------------------
+    def _need_store(self) -> Any:
+        if self.store is None:
+            raise FeedbackUnavailableError("feedback needs the store; it is not configured")
+        return self.store
+
+    async def feedback(self, rec_id: str, song_id: str, user_id: str, signal: Signal | str, *,
+                       scope: str = "track", channel: str = "console") -> bool:
+        """Record a reaction on one shown song; False when it was already recorded (idempotent).
 
         ``scope`` is "track" for a signal about one track (button, console, Kakao with a track)
         and "message" for one about a whole reply; CF weighs the two differently.
         """
-        if self.store is None:
-            raise EngineError("feedback needs the store; it is not configured")
-        from bot.feedback import Signal
+        store = self._need_store()
+        sig = Signal(signal)
+        async with self._measured(channel, "feedback"):
+            new = await store.add_feedback(rec_id, song_id, user_id, sig, scope=scope)
+        if new:
+            self._m_feedback.inc(channel=channel, signal=sig.value)
+        return new
 
-        sig = signal if isinstance(signal, Signal) else Signal(signal)
-        return await self.store.add_feedback(rec_id, song_id, user_id, sig, scope=scope)
+    async def feedback_track(self, user_id: str, rec_id: str, position: int,
+                             signal: Signal | str, *, channel: str = "console"
+                             ) -> tuple[str, bool]:
+        """Feedback on the track shown at ``position`` (0-based) of answer ``rec_id``.
 
-    async def remove_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Any) -> bool:
-        if self.store is None:
-            raise EngineError("feedback needs the store; it is not configured")
-        from bot.feedback import Signal
-
-        sig = signal if isinstance(signal, Signal) else Signal(signal)
-        return await self.store.remove_feedback(rec_id, song_id, user_id, sig)
-
-    async def feedback_message(self, rec_id: str, user_id: str, signal: Any) -> int:
-        """Record a reaction on a whole reply: ``signal`` for each of its tracks, scope "message".
-
-        A Discord reaction says "this answer", not which track; storing it per track with its
-        own scope lets CF weigh it below a per-track button. Returns the rows newly stored (0 for
-        repeats, or when the answer is no longer stored).
+        Returns ``(song_id, new)``. Raises :class:`UnknownAnswerError` when the answer or the
+        position is not stored (a stale button, or an answer deleted by /forget-me).
         """
-        if self.store is None:
-            raise EngineError("feedback needs the store; it is not configured")
-        from bot.feedback import Signal
+        store = self._need_store()
+        async with self._measured(channel, "feedback"):
+            stored = await store.recommendation(rec_id)
+        song_id = stored.song_at(position) if stored is not None else None
+        if song_id is None:
+            raise UnknownAnswerError("그 추천은 더 이상 저장되어 있지 않아요. 새로 추천받아 주세요.")
+        return song_id, await self.feedback(rec_id, song_id, user_id, signal, channel=channel)
 
-        sig = signal if isinstance(signal, Signal) else Signal(signal)
-        stored = await self.store.recommendation(rec_id)
+    async def feedback_answer(self, user_id: str, rec_id: str, signal: Signal | str, *,
+                              channel: str = "console") -> int:
+        """Feedback on a whole reply: ``signal`` for each of its tracks, scope "message".
+
+        A Discord reaction or a Kakao "좋아요" says "this answer", not which track; storing it
+        per track with its own scope lets CF weigh it below a per-track button. Returns the rows
+        newly stored (0 for repeats). Raises :class:`UnknownAnswerError` when the answer is not
+        stored.
+        """
+        store = self._need_store()
+        async with self._measured(channel, "feedback"):
+            stored = await store.recommendation(rec_id)
         if stored is None:
-            return 0
+            raise UnknownAnswerError("그 추천은 더 이상 저장되어 있지 않아요. 새로 추천받아 주세요.")
         n = 0
-        for _position, song_id, _score in stored["items"]:
-            n += bool(await self.store.add_feedback(rec_id, song_id, user_id, sig,
-                                                    scope="message"))
+        for song_id in stored.song_ids:
+            n += await self.feedback(rec_id, song_id, user_id, signal, scope="message",
+                                     channel=channel)
         return n
 
+    async def withdraw_feedback(self, user_id: str, rec_id: str, signal: Signal | str, *,
+                                position: int | None = None, channel: str = "console") -> int:
+        """Take a reaction back (a Discord reaction removed): on one track, or on every track of
+        the answer when ``position`` is None. Returns the rows deleted."""
+        store = self._need_store()
+        sig = Signal(signal)
+        async with self._measured(channel, "withdraw"):
+            stored = await store.recommendation(rec_id)
+            if stored is None:
+                return 0
+            songs = stored.song_ids if position is None else (
+                (stored.song_at(position),) if stored.song_at(position) else ())
+            removed = 0
+            for song_id in songs:
+                removed += bool(await store.remove_feedback(rec_id, song_id, user_id, sig))
+        return removed
+
+    async def last_answer(self, user_id: str) -> Any | None:
+        """The last answer shown to ``user_id`` (``StoredRecommendation``-like: ``rec_id``,
+        ``song_ids``, ``emotion``), from the store so it survives a restart; from memory when
+        the store is down or absent. What a typed "좋아요" / "다른 노래" refers to."""
+        if self.store is not None:
+            try:
+                stored = await self.store.last_recommendation(user_id)
+                if stored is not None:
+                    return stored
+            except Exception:
+                log.warning("store unavailable for the last answer; using memory", exc_info=True)
+        state = self.users.peek(user_id)
+        return _AnswerRef.of(state.thread) if state and state.thread is not None else None
+
+    # ---- privacy and history -------------------------------------------------------------
     async def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete everything kept about ``user_id``: the store's rows and the engine's memory.
 
-        The in-memory no-repeat list is cleared too, so nothing of the person outlives the
-        request (``/forget-me``). Returns the rows deleted per table.
+        The in-memory state (no-repeat list, thread) is cleared too, so nothing of the person
+        outlives the request (``/forget-me``). Returns the rows deleted per table.
         """
-        self._recent.pop(user_id, None)
+        self.users.pop(user_id)
         if self.store is None:
             return {}
         return await self.store.forget_user(user_id)
+
+    async def history(self, user_id: str, limit: int = 10) -> list[Any]:
+        """The user's recent answers with their own feedback (``StoredRecommendation``s)."""
+        if self.store is None:
+            return []
+        return await self.store.history(user_id, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        """Store counts plus what is being served, for /stats and dashboards."""
+        numbers = await self._need_store().stats()
+        return {**numbers, "songs": len(self._index), "cf_loaded": self.cf is not None,
+                "pending": self._pending, "users_in_memory": len(self.users)}
+
+    async def health(self, *, timeout: float = 2.0) -> dict[str, Any]:
+        """What /healthz reports: ``status`` "ok" only if songs are served *and* the database
+        takes a write now (a read-only or full disk fails every feedback while reads pass)."""
+        problems: list[str] = []
+        try:
+            songs = len(self._index)
+        except Exception:
+            songs = 0
+        if songs <= 0:
+            problems.append("no songs in the index")
+        store = "absent"
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.check_writable(), timeout)
+                store = "ok"
+            except Exception as exc:
+                store = "failing"
+                problems.append(f"database not writable: {type(exc).__name__}")
+        return {"status": "degraded" if problems else "ok", "problems": problems,
+                "songs": songs, "store": store, "cf": self.cf is not None,
+                "pending": self._pending,
+                "model_fingerprint": getattr(self.classifier, "fingerprint", None),
+                "index_fingerprint": getattr(self._index, "fingerprint", None)}
+
+    # ---- Discord's per-guild settings and message links (kept in the store) ---------------
+    async def link_message(self, message_id: str | int, rec_id: str) -> None:
+        await self._need_store().link_message(str(message_id), rec_id)
+
+    async def answer_for_message(self, message_id: str | int) -> str | None:
+        """The rec_id a chat message shows (Discord reactions on uncached messages)."""
+        return await self._need_store().rec_for_message(str(message_id))
+
+    async def channel_enabled(self, guild_id: str | int, channel_id: str | int) -> bool:
+        return await self._need_store().is_channel_enabled(str(guild_id), str(channel_id))
+
+    async def set_channel_enabled(self, guild_id: str | int, channel_id: str | int,
+                                  enabled: bool) -> None:
+        await self._need_store().set_channel_enabled(str(guild_id), str(channel_id), enabled)
+
+    async def enabled_channels(self, guild_id: str | int) -> list[str]:
+        return await self._need_store().enabled_channels(str(guild_id))
 
     # ---- hot swaps -----------------------------------------------------------------------
     async def reload_index(self, catalog_path: str | Path | None = None) -> dict:
@@ -342,6 +557,38 @@ class Recommender:
             return {"songs": len(new_index), "previous": len(old),
                     "seconds": round(time.perf_counter() - t0, 3)}
 
+    def _cf_file_stamp(self) -> tuple[float, int] | None:
+        """(mtime, size) of the CF artifact's manifest, or None when there is none.
+
+        The manifest is the last file an atomic publish puts in place, so a changed stamp means
+        a complete new model (``moodtune train-cf`` from a shell, cron, or another replica).
+        """
+        from indexing.cf import INFO_FILE
+
+        try:
+            st = (self.settings.resolved_cf_path / INFO_FILE).stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def _maybe_reload_cf(self) -> None:
+        """Pick up a CF model trained outside this process, without a restart.
+
+        At most every ``CF_CHECK_INTERVAL_S`` a request stats the manifest (microseconds); when
+        it changed, the reload runs as a background task so the request never waits for it.
+        """
+        now = time.monotonic()
+        if now - self._cf_checked < self.settings.cf_check_interval_s:
+            return
+        self._cf_checked = now
+        if self._cf_reload is not None and not self._cf_reload.done():
+            return
+        stamp = self._cf_file_stamp()
+        if stamp is None or stamp == self._cf_stamp:
+            return
+        self._cf_reload = asyncio.get_running_loop().create_task(
+            self.reload_cf(quiet=True), name="moodtune-cf-reload")
+
     async def reload_cf(self, *, quiet: bool = False) -> bool:
         """Load the CF artifact if present; a missing or broken one leaves the current model.
 
@@ -350,18 +597,21 @@ class Recommender:
         from indexing.cf import CFModel  # numpy-only loader, no implicit/scipy
 
         path = self.settings.resolved_cf_path
-        if not path.exists():
+        stamp = self._cf_file_stamp()
+        if stamp is None:
             return False
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
                 None, lambda: CFModel.load(path, min_events=self.settings.cf_min_events))
         except Exception as exc:  # CFLoadError, or anything unexpected: keep the current model
+            self._cf_stamp = stamp  # do not retry a broken file on every request
             if not quiet:
                 raise
             log.warning("CF model at %s not loaded: %s", path, exc)
             return False
         self.cf = model  # atomic reference swap; in-flight requests keep the model they read
+        self._cf_stamp = stamp
         log.info("CF model %s loaded: %d users, %d songs", model.model_id, model.n_users,
                  model.n_items)
         return True
@@ -375,7 +625,7 @@ class Recommender:
         when it exits, and a crash in native code cannot take the bot down. It reads the
         database read-only (WAL: our writes continue) and writes the artifact atomically, so on
         any failure — including "no feedback yet" — the current model keeps serving and
-        :class:`CFTrainingError` says why. One retraining at a time.
+        :class:`CFRetrainError` says why. One retraining at a time.
         """
         import contextlib
         import json
@@ -386,13 +636,13 @@ class Recommender:
 
         db = getattr(self.store, "path", None) if self.store is not None else None
         if not db:
-            raise CFTrainingError("CF learns from stored feedback, but the store is not "
+            raise CFRetrainError("CF learns from stored feedback, but the store is not "
                                   "configured; run the bot with a database")
         if db == ":memory:" or "mode=memory" in str(db):
-            raise CFTrainingError("the database is in memory, so a training process cannot read "
+            raise CFRetrainError("the database is in memory, so a training process cannot read "
                                   "it; set DATABASE_PATH to a file")
         if self._cf_retrain_lock.locked():
-            raise CFTrainingError("a CF retraining is already running; wait for it to finish")
+            raise CFRetrainError("a CF retraining is already running; wait for it to finish")
         async with self._cf_retrain_lock:
             catalog = self.settings.catalog_path or default_catalog_path()
             cmd = [sys.executable, "-m", "bot", "train-cf", "--json", "--no-progress",
@@ -414,7 +664,7 @@ class Recommender:
                     proc.kill()
                 await proc.wait()
                 if isinstance(exc, TimeoutError):
-                    raise CFTrainingError(f"CF training took longer than {timeout:.0f} s and was "
+                    raise CFRetrainError(f"CF training took longer than {timeout:.0f} s and was "
                                           "stopped; the current model keeps serving") from exc
                 raise
             if proc.returncode != 0:
@@ -423,19 +673,19 @@ class Recommender:
                 reason = next((ln for ln in reversed(lines) if ln.startswith("moodtune")),
                               lines[-1] if lines else f"exit status {proc.returncode}")
                 reason = reason.removeprefix("moodtune train-cf: ")
-                raise CFTrainingError(f"CF training failed: {reason} (the current model keeps "
+                raise CFRetrainError(f"CF training failed: {reason} (the current model keeps "
                                       "serving)")
             try:
                 summary = json.loads(out.decode("utf-8").strip().splitlines()[-1])
                 loaded = await self.reload_cf()
             except (ValueError, IndexError) as exc:
-                raise CFTrainingError(f"CF training printed no summary ({exc}); the current "
+                raise CFRetrainError(f"CF training printed no summary ({exc}); the current "
                                       "model keeps serving") from exc
             except CFLoadError as exc:
-                raise CFTrainingError(f"the new CF model could not be loaded ({exc}); the "
+                raise CFRetrainError(f"the new CF model could not be loaded ({exc}); the "
                                       "current model keeps serving") from exc
             if not loaded:
-                raise CFTrainingError(f"CF training wrote no model at "
+                raise CFRetrainError(f"CF training wrote no model at "
                                       f"{self.settings.resolved_cf_path}")
             return {"model": summary.get("model_id"), "users": summary.get("users"),
                     "songs": summary.get("songs"), "events": summary.get("events"),
@@ -448,9 +698,64 @@ class Recommender:
         return f"{EMOTIONS[i].emoji} {EMOTIONS[i].ko}"
 
 
-def _catalog_source(path: Path) -> dict[str, Any]:
-    import hashlib
+def _mood_vector(emotion: str | int) -> np.ndarray:
+    """A named mood as a (peaked, not one-hot) vector: what "/mood 평화" searches with."""
+    i = emotion if isinstance(emotion, int) else index_of(emotion)
+    vec = np.full(NUM_EMOTIONS, 0.02, dtype=np.float32)
+    vec[i] = 1.0 - 0.02 * (NUM_EMOTIONS - 1)
+    return vec
 
+
+@dataclass(frozen=True, slots=True)
+class _AnswerRef:
+    """The last answer as memory knows it, shaped like the store's record (for last_answer)."""
+
+    rec_id: str
+    user_id: str
+    emotion: tuple[float, ...]
+    song_ids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rec: Recommendation) -> _AnswerRef:
+        return cls(rec.rec_id, rec.user_id, rec.emotion, tuple(t.song_id for t in rec.tracks))
+
+    def song_at(self, position: int) -> str | None:
+        return self.song_ids[position] if 0 <= position < len(self.song_ids) else None
+
+
+def load_pseudonym_key(path: Path) -> bytes:
+    """This install's secret for log pseudonyms, created (0600) on first start.
+
+    Why keyed: an unkeyed hash of a Discord id or Kakao key can be reversed by hashing guessed
+    ids. The key lives beside the database, so a deployment keeps stable pseudonyms across
+    restarts while anyone holding only the logs learns nothing. Unreadable → a per-process key
+    (pseudonyms then change on restart; nothing else breaks).
+    """
+    try:
+        data = path.read_bytes().strip()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("pseudonym key %s unreadable (%s); using a per-process key", path,
+                    exc.strerror)
+        return secrets.token_hex(32).encode()
+    key = secrets.token_hex(32).encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_bytes().strip()
+    except OSError as exc:
+        log.warning("cannot write pseudonym key %s (%s); using a per-process key", path,
+                    exc.strerror)
+    return key
+
+
+def _catalog_source(path: Path) -> dict[str, Any]:
     try:
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:

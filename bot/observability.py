@@ -161,10 +161,15 @@ def setup_logging(settings: Any, *, stream: IO[str] | None = None) -> logging.Ha
     return handler
 
 
-def user_ref(user_id: str, key: str = "") -> str:
-    """Stable short pseudonym for a user id, so logs can follow one user without naming them."""
-    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=6,
-                             key=key.encode("utf-8")[:64]).hexdigest()
+def user_ref(user_id: str, key: bytes | str = b"") -> str:
+    """Stable short pseudonym for a user id, so logs can follow one user without naming them.
+
+    Pass the install's secret ``key`` (``Recommender.user_ref`` does): unkeyed, anyone could
+    hash guessed ids and match them against the logs.
+    """
+    raw_key = key.encode("utf-8") if isinstance(key, str) else key
+    digest = hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=6,
+                             key=raw_key[:64]).hexdigest()
     return f"u_{digest}"
 
 

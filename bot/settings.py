@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     # --- input limits ----------------------------------------------------------------------
     max_input_chars: int = Field(2000, ge=10, le=100_000)
     rate_limit_per_minute: int = Field(12, ge=1)
+    feedback_rate_limit_per_minute: int = Field(
+        60, ge=1, description="Feedback taps/reactions per user per minute (separate budget).")
+
+    # --- engine capacity and per-user memory ------------------------------------------------
+    engine_max_pending: int = Field(
+        64, ge=1, le=100_000,
+        description="Engine requests running or queued at once; past it adapters say 'busy'.")
+    user_state_max_users: int = Field(
+        100_000, ge=1, description="Users whose per-user state (no-repeat, thread) stays in memory.")
+    user_state_ttl_s: float = Field(
+        6 * 3600.0, gt=0, description="Idle seconds before a user's in-memory state is dropped.")
+    cf_check_interval_s: float = Field(
+        30.0, ge=0, description="How often to look for a new CF artifact (0 = on every request).")
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, GET /metrics needs 'Authorization: Bearer <token>'.")
 
     # --- Discord ---------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -63,10 +78,27 @@ class Settings(BaseSettings):
     kakao_secret: SecretStr | None = None
     kakao_callback_after_ms: int = Field(3500, ge=100, le=4900)
     kakao_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    kakao_body_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="A request body not fully received by then gets 408.")
+    kakao_callback_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["bot-api.kakao.com"],
+        description="Hosts a callbackUrl may point at (https only).")
+    kakao_callback_allow_insecure: bool = Field(
+        False, description="Tests/dev only: allow http and loopback/private callback targets.")
 
     # --- logging ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("kakao_callback_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: object) -> object:
+        """Accept "a.example,b.example" from .env; hosts compare case-insensitively."""
+        if isinstance(v, str):
+            v = [h for h in v.replace(" ", "").split(",") if h]
+        if isinstance(v, list):
+            return [str(h).strip().lower().rstrip(".") for h in v if str(h).strip()]
+        return v
 
     @field_validator("discord_dev_guild_ids", "discord_admin_user_ids", "discord_admin_role_ids",
                      mode="before")
@@ -95,3 +127,9 @@ class Settings(BaseSettings):
     @property
     def resolved_cf_path(self) -> Path:
         return self.cf_path or self.data_dir / "cf"
+
+    @property
+    def resolved_pseudonym_key_path(self) -> Path:
+        """The per-install secret that keys log pseudonyms; kept beside the database."""
+        db = self.resolved_database_path
+        return db.with_name(db.name + ".pseudonym-key")

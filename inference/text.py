@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["EMOJI_WORDS", "MAX_CHARS", "is_blank", "normalize_text"]
+__all__ = ["EMOJI_WORDS", "MAX_CHARS", "clean_text", "is_blank", "normalize_text"]
 
 # Characters kept before tokenising. Tokenisers truncate to max_length tokens anyway; cutting the
 # raw text first keeps a 100k-character paste from costing 100k characters of tokenisation.
@@ -37,11 +37,32 @@ _SPACES = re.compile(r"\s+")
 _REPEAT = re.compile(r"(.)\1{4,}")
 
 
+# Lone surrogates (U+D800–U+DFFF: what a broken JSON "\\ud800" escape decodes to), C0/C1
+# control characters other than tab and newline, and Unicode noncharacters.
+_INVALID = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """Make text from the outside world safe to hand to the tokenizer, a log line or SQLite.
+
+    Every adapter calls this once, at the edge, on whatever a person sent. A lone surrogate
+    cannot be encoded as UTF-8, so the Rust tokenizer raises ``TypeError`` on it and SQLite
+    refuses it; control characters garble logs. They become U+FFFD (surrogates) or vanish
+    (controls), and carriage returns become newlines. Nothing else changes, so a message that
+    was fine reads exactly the same afterwards.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"expected str, got {type(text).__name__}")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _INVALID.sub(lambda m: "\ufffd" if "\ud800" <= m.group(0) <= "\udfff" else "", text)
+
+
 def normalize_text(text: str, max_chars: int = MAX_CHARS) -> str:
     """NFC, invisible characters out, emoji spelled out, runs ("ㅋㅋㅋㅋㅋㅋㅋ") shortened."""
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
-    text = unicodedata.normalize("NFC", text[: max_chars * 4])
+    text = clean_text(text[: max_chars * 4])  # a lone surrogate would crash the tokenizer
+    text = unicodedata.normalize("NFC", text)
     text = _INVISIBLE.sub("", text)
     text = _EMOJI_RE.sub(lambda m: f" {EMOJI_WORDS[m.group(0)]} ", text)
     text = _REPEAT.sub(lambda m: m.group(1) * 4, text)

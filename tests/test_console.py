@@ -40,7 +40,7 @@ async def test_feedback_by_number_is_stored_once(chat):
     assert "이미" in again
     hist = await chat.rec.store.history("u1", limit=1)
     song = chat.last.tracks[1].song_id
-    assert hist[0]["feedback"][song] == ["like"]
+    assert hist[0].feedback[song] == ("like",)
 
 
 async def test_feedback_before_any_recommendation_and_out_of_range(chat):
@@ -58,11 +58,32 @@ async def test_mood_more_history_forget_and_quit(chat):
     assert "이 곡의 무드" in out
     assert first.song_id not in {t.song_id for t in chat.last.tracks}
     assert "평화" in await chat.handle("/history")
-    assert "지웠어요" in await chat.handle("/forget-me")
+    assert "지울까요" in await chat.handle("/forget-me")
+    assert "지웠어요" in await chat.handle("네")
     assert "없어요" in await chat.handle("/history")
     assert "모르는 명령" in await chat.handle("/dance")
     await chat.handle("/quit")
     assert chat.done
+
+
+async def test_forget_me_asks_first_and_anything_else_keeps_the_data(chat):
+    """Like Discord's confirm button: one stray /forget-me must not wipe someone's history."""
+    await chat.handle("행복해")
+    assert "지울까요" in await chat.handle("/forget-me")
+    assert "취소" in await chat.handle("아니요")
+    assert len(await chat.rec.history("u1")) == 1
+    assert "지울까요" in await chat.handle("/forget-me")
+    out = await chat.handle("우울해")  # not a yes: treated as a normal message, nothing deleted
+    assert "https://" in out and len(await chat.rec.history("u1")) == 2
+    assert "지울까요" in await chat.handle("/forget-me")
+    assert "지웠어요" in await chat.handle("yes")
+    assert await chat.rec.history("u1") == [] and "u1" not in chat.rec.users
+
+
+async def test_lone_surrogate_is_cleaned_at_the_edge_not_a_traceback(chat):
+    """A broken escape (\\ud800) cannot be encoded as UTF-8 and used to crash the tokenizer."""
+    out = await chat.handle("\ud800우울해\x00")
+    assert out.count("https://") == 5
 
 
 async def test_too_long_input_is_explained_not_fatal(chat):

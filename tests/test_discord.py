@@ -183,14 +183,14 @@ async def test_mention_gets_embed_reply_linked_to_its_recommendation(bot, engine
     assert embed.description.count("](https://") == 5  # five tracks, titles as links
     rec_id = rec_id_of(embed)
     stored = await engine.store.recommendation(rec_id)
-    assert stored["user_id"] == user_key(member.id) and stored["channel"] == "discord"
+    assert stored.user_id == user_key(member.id) and stored.channel == "discord"
     assert await engine.store.rec_for_message(reply.id) == rec_id
     # The bot offers the four feedback reactions, and its own reactions are not feedback.
     assert [str(r.emoji) for r in reply.reactions] == list(BOT_REACTIONS)
     assert all(r.me for r in reply.reactions)
     assert await feedback_rows(engine.store) == []
     # The message text itself is not kept (STORE_MESSAGE_TEXT defaults to false).
-    assert stored["text"] is None
+    assert stored.text is None
 
 
 async def test_dm_is_answered_without_a_mention(bot):
@@ -292,7 +292,7 @@ async def test_reactions_become_message_scoped_feedback_and_removal_withdraws_it
     await dpytest.message(f"<@{bot.user.id}> 우울해", channel=0, member=0)
     reply = dpytest.get_message()
     rec = await engine.store.recommendation(rec_id_of(reply.embeds[0]))
-    songs = {song for _, song, _ in rec["items"]}
+    songs = set(rec.song_ids)
 
     await dpytest.add_reaction(member, reply, "👍")
     await dpytest.add_reaction(other, reply, "❤️")
@@ -365,7 +365,7 @@ async def test_recommend_defers_then_answers_with_embed_buttons_and_link(bot, en
     assert await engine.store.rec_for_message(sent["message"].id) == rec_id
     assert [c.args[0] for c in sent["message"].add_reaction.await_args_list] == list(
         BOT_REACTIONS)
-    assert (await engine.store.recommendation(rec_id))["user_id"] == user_key(inter.user.id)
+    assert (await engine.store.recommendation(rec_id)).user_id == user_key(inter.user.id)
 
 
 async def test_mood_offers_every_emotion_and_recommends_the_chosen_one(bot, engine):
@@ -375,7 +375,7 @@ async def test_mood_offers_every_emotion_and_recommends_the_chosen_one(bot, engi
     await cmds.mood.callback(cmds, inter, "평화")
     embed = followup_embeds(inter)[0]
     assert "평화" in embed.title
-    assert (await engine.store.recommendation(rec_id_of(embed)))["source"] == "explicit"
+    assert (await engine.store.recommendation(rec_id_of(embed))).source == "explicit"
 
 
 async def test_slash_refusals_are_ephemeral_and_skip_the_engine(bot, engine):
@@ -443,8 +443,8 @@ async def test_forget_me_leaves_nothing_of_the_user_in_the_store(bot, engine):
         await cmds.recommend.callback(cmds, inter, text)
         rec_ids.append(rec_id_of(followup_embeds(inter)[0]))
         message_ids.append(str(inter.log[-1][1]["message"].id))
-    await engine.feedback_message(rec_ids[0], user_key(user), Signal.LIKE)
-    await engine.feedback_message(rec_ids[1], user_key(other), Signal.LOVE)  # someone else's
+    await engine.feedback_answer(user_key(user), rec_ids[0], Signal.LIKE)
+    await engine.feedback_answer(user_key(other), rec_ids[1], Signal.LOVE)  # someone else's
     await cmds.recommend.callback(cmds, FakeInteraction.make(bot, user_id=other), "화나")
     needles = [user_key(user), str(user), *rec_ids, *message_ids]
     assert _cells_mentioning(str(engine.settings.resolved_database_path), needles)
@@ -679,7 +679,7 @@ async def test_feedback_button_still_works_after_a_restart(tmp_path):
         press = await _press(bot_b, old_custom_id, user)
         assert kinds(press) == ["send_message"] and press.log[0][1]["ephemeral"] is True
         assert "좋아요" in texts(press)[0]
-        song = (await engine_b.store.recommendation(rec_id))["items"][1][1]
+        song = (await engine_b.store.recommendation(rec_id)).song_at(1)
         assert await feedback_rows(engine_b.store) == [(user_key(user), song, "like", "track")]
         again = await _press(bot_b, old_custom_id, user)
         assert "이미" in texts(again)[0]

@@ -32,10 +32,10 @@ from bot.discord.views import (
     FeedbackButton,
     feedback_custom_id,
     feedback_view,
-    song_at,
 )
 from bot.engine import Recommendation, Track
 from bot.feedback import BUTTONS, REACTIONS, Signal
+from bot.store import StoredItem, StoredRecommendation
 from inference.emotions import LABELS, NUM_EMOTIONS, index_of
 
 
@@ -169,10 +169,15 @@ async def test_button_rebuilds_itself_from_its_custom_id():
 
 
 def test_song_at_uses_display_order_whatever_the_stored_numbering():
-    stored = {"items": [(3, "c", 0.1), (1, "a", 0.3), (2, "b", 0.2)]}
-    assert [song_at(stored, i) for i in range(4)] == ["a", "b", "c", None]
-    assert song_at(None, 0) is None and song_at({"items": []}, 0) is None
-    assert song_at(stored, -1) is None
+    stored = stored_rec("r", 0, (), [(1, "a", 0.3), (2, "b", 0.2), (3, "c", 0.1)])
+    assert [stored.song_at(i) for i in range(4)] == ["a", "b", "c", None]
+    assert stored_rec("r", 0, (), []).song_at(0) is None
+    assert stored.song_at(-1) is None
+
+
+def stored_rec(rec_id: str, created_at: object, emotion: tuple, items: list) -> StoredRecommendation:
+    return StoredRecommendation(rec_id, "u", "discord", "text", emotion, None, created_at,  # type: ignore[arg-type]
+                                tuple(StoredItem(*i) for i in items))
 
 
 def test_button_ack_says_what_was_recorded():
@@ -200,9 +205,8 @@ def test_user_key_namespaces_discord_ids():
 
 
 def test_history_embed_shows_mood_songs_and_rec_ids():
-    entries = [{"rec_id": "r2", "created_at": 1_700_000_000, "emotion": list(vec(joy=1.0)),
-                "items": [(0, "s1", 0.9), (1, "gone", 0.5)]},
-               {"rec_id": "r1", "created_at": "garbage", "emotion": [], "items": []}]
+    entries = [stored_rec("r2", 1_700_000_000, vec(joy=1.0), [(0, "s1", 0.9), (1, "gone", 0.5)]),
+               stored_rec("r1", "garbage", (), [])]
     embed = history_embed(entries, {"s1": "봄날"}.get)
     first, second = embed.description.splitlines()
     assert "<t:1700000000:R>" in first and "😄 기쁨" in first and "봄날, gone" in first

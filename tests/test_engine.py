@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from bot.engine import InputTooLongError, Recommender, StartupError, UnknownSongError
+from bot.engine import InputTooLongError, Recommender, SongNotInCatalogError, StartupError
 from bot.ranking import RankWeights, explain, rerank
 from indexing.catalog import Catalog, Song
 from indexing.synthetic import synthetic_catalog
@@ -112,7 +112,7 @@ async def test_more_like_this_excludes_the_song_and_follows_its_vector(engine):
     sims = [float(np.dot(song.vector, t.vector) / np.linalg.norm(song.vector)
                   / np.linalg.norm(t.vector)) for t in more.tracks]
     assert min(sims) > 0.8
-    with pytest.raises(UnknownSongError):
+    with pytest.raises(SongNotInCatalogError):
         await engine.more_like("u", "no-such-song")
 
 
@@ -242,9 +242,9 @@ async def test_event_loop_is_not_blocked_by_ranking(engine):
 async def test_forget_user_clears_store_and_memory(engine):
     await engine.recommend("gone", "우울해")
     await engine.recommend("stays", "우울해")
-    assert "gone" in engine._recent
+    assert "gone" in engine.users
     counts = await engine.forget_user("gone")
     assert counts and sum(counts.values()) > 0
-    assert "gone" not in engine._recent and "stays" in engine._recent
+    assert "gone" not in engine.users and "stays" in engine.users
     assert await engine.store.history("gone") == []
     assert len(await engine.store.history("stays")) == 1

@@ -13,7 +13,7 @@ Two ways to produce feedback from the same :class:`TasteModel` (say which one ma
 
 * **engine mode** (:func:`simulate_engine`): users chat with the real :class:`bot.engine.Recommender`
   and :class:`bot.store.Store` (clock injected, so "days" pass instantly) through
-  ``recommend_mood`` and react through ``engine.feedback`` / ``engine.feedback_message``. What
+  ``recommend_mood`` and react through ``engine.feedback`` / ``engine.feedback_answer``. What
   they see is what the engine chose, CF included once a model is loaded — an online A/B test.
 * **generator mode** (:func:`generate_log`): vectorised, no engine, hundreds of thousands of
   events per second. Each request is a mood query from a fixed pool whose 60 candidates are the
@@ -393,7 +393,7 @@ async def simulate_engine(engine: Any, taste: TasteModel, clock: SimClock, *, da
     ``engine`` is a :class:`bot.engine.Recommender` whose store was opened with ``clock``; each
     request sets the clock to its simulated time, so the store's timestamps (and therefore CF's
     time windows) follow simulated days. Track reactions go through ``engine.feedback``
-    (scope "track"); whole-reply reactions through ``engine.feedback_message`` (scope "message").
+    (scope "track"); whole-reply reactions through ``engine.feedback_answer`` (scope "message").
     ``on_day_start(day)`` runs before each day (e.g. retrain CF at day 20).
     """
     cfg = taste.config
@@ -429,7 +429,7 @@ async def simulate_engine(engine: Any, taste: TasteModel, clock: SimClock, *, da
             if scope[0].any():
                 clock.advance(30.0)
                 sig = SIGNALS[int(signal[0, 0])]
-                report.events += await engine.feedback_message(rec.rec_id, uid, sig)
+                report.events += await engine.feedback_answer(uid, rec.rec_id, sig)
                 report.by_signal[sig] += len(rows)
                 continue
             for j, tr in enumerate(rec.tracks):

@@ -139,7 +139,7 @@ class AdminCog(commands.Cog, name="admin"):
             await interaction.followup.send(STORE_UNAVAILABLE, ephemeral=True)
             return
         try:
-            numbers = await recommender.store.stats()
+            numbers = await recommender.stats()
         except Exception:
             log.warning("stats unavailable", exc_info=True)
             await interaction.followup.send(STORE_UNAVAILABLE, ephemeral=True)
@@ -161,12 +161,11 @@ class AdminCog(commands.Cog, name="admin"):
     @channel.command(name="list", description="멘션 없이 대답하는 채널을 보여 줘요")
     @admin_only()
     async def channel_list(self, interaction: discord.Interaction) -> None:
-        store = self.bot.recommender.store
-        if store is None or interaction.guild_id is None:
+        if self.bot.recommender.store is None or interaction.guild_id is None:
             await send_ephemeral(interaction, STORE_UNAVAILABLE)
             return
         try:
-            ids = await store.enabled_channels(interaction.guild_id)
+            ids = await self.bot.recommender.enabled_channels(interaction.guild_id)
         except Exception:
             log.warning("channel list unavailable", exc_info=True)
             await send_ephemeral(interaction, STORE_UNAVAILABLE)
@@ -174,12 +173,13 @@ class AdminCog(commands.Cog, name="admin"):
         await send_ephemeral(interaction, channel_list_text(ids))
 
     async def _set_channel(self, interaction: discord.Interaction, enabled: bool) -> None:
-        store = self.bot.recommender.store
-        if store is None or interaction.guild_id is None or interaction.channel_id is None:
+        if (self.bot.recommender.store is None or interaction.guild_id is None
+                or interaction.channel_id is None):
             await send_ephemeral(interaction, STORE_UNAVAILABLE)
             return
         try:
-            await store.set_channel_enabled(interaction.guild_id, interaction.channel_id, enabled)
+            await self.bot.recommender.set_channel_enabled(interaction.guild_id,
+                                                           interaction.channel_id, enabled)
         except Exception:
             log.warning("channel setting not saved", exc_info=True)
             await send_ephemeral(interaction, STORE_UNAVAILABLE)

@@ -132,11 +132,10 @@ class MoodtuneBot(commands.Bot):
         longer caches (after a restart, or hours later). If the store cannot take it, the reply
         is edited to say feedback will not be saved instead of silently dropping reactions.
         """
-        store = self.recommender.store
-        if store is None:
+        if self.recommender.store is None:
             return False
         try:
-            await store.link_message(message.id, rec.rec_id)
+            await self.recommender.link_message(message.id, rec.rec_id)
         except Exception:
             log.warning("could not link message to %s; feedback disabled for it", rec.rec_id,
                         exc_info=True)

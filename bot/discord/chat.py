@@ -25,7 +25,7 @@ from bot.discord.render import (
     user_key,
 )
 from bot.discord.views import feedback_view
-from bot.feedback import Signal
+from bot.engine import UnknownAnswerError
 
 if TYPE_CHECKING:
     from bot.discord.app import MoodtuneBot
@@ -83,11 +83,11 @@ class ChatCog(commands.Cog, name="chat"):
         # Not ``mentioned_in``: that is also true for @everyone, which is not talking to us.
         if any(u.id == my_id for u in message.mentions):
             return "mention"
-        store = self.bot.recommender.store
-        if store is None:
+        if self.bot.recommender.store is None:
             return None
         try:
-            enabled = await store.is_channel_enabled(message.guild.id, message.channel.id)
+            enabled = await self.bot.recommender.channel_enabled(message.guild.id,
+                                                                 message.channel.id)
         except Exception:
             log.warning("channel settings unavailable; answering mentions and DMs only",
                         exc_info=True)
@@ -132,31 +132,24 @@ class ChatCog(commands.Cog, name="chat"):
         if payload.member is not None and payload.member.bot:
             return
         signal = reaction_signal(payload.emoji.name if payload.emoji.is_unicode_emoji() else None)
-        store = self.bot.recommender.store
-        if signal is None or store is None:
+        engine = self.bot.recommender
+        if signal is None or engine.store is None:
             return
         user = user_key(payload.user_id)
         try:
-            rec_id = await store.rec_for_message(payload.message_id)
+            rec_id = await engine.answer_for_message(payload.message_id)
             if rec_id is None:
                 return  # not one of our answers (or its owner used /forget-me)
             if added:
-                await self.bot.recommender.feedback_message(rec_id, user, signal)
+                await engine.feedback_answer(user, rec_id, signal, channel="discord")
             else:
-                await self._withdraw(rec_id, user, signal)
+                await engine.withdraw_feedback(user, rec_id, signal, channel="discord")
+        except UnknownAnswerError:
+            return  # the answer was deleted (/forget-me) after the message was linked
         except Exception:
             log.warning("reaction feedback not stored", exc_info=True)
             if added:
                 await self._tell(payload.channel_id, f"<@{payload.user_id}> {FEEDBACK_NOT_SAVED}")
-
-    async def _withdraw(self, rec_id: str, user: str, signal: Signal) -> int:
-        """Undo a reaction: remove the signal from every track it was recorded for."""
-        stored = await self.bot.recommender.store.recommendation(rec_id)
-        removed = 0
-        for _pos, song_id, _score in (stored or {}).get("items", []):
-            removed += bool(await self.bot.recommender.remove_feedback(rec_id, song_id, user,
-                                                                       signal))
-        return removed
 
     async def _tell(self, channel_id: int, text: str) -> None:
         """A short-lived note in the channel: reactions have no ephemeral reply."""

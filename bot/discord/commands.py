@@ -80,12 +80,12 @@ class UserCommands(commands.Cog, name="moodtune"):
     @app_commands.command(name="history", description="최근에 받은 추천을 봐요 (나만 보여요)")
     async def history(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        store = self.bot.recommender.store
-        if store is None:
+        if self.bot.recommender.store is None:
             await interaction.followup.send(STORE_UNAVAILABLE, ephemeral=True)
             return
         try:
-            entries = await store.history(user_key(interaction.user.id), HISTORY_LIMIT)
+            entries = await self.bot.recommender.history(user_key(interaction.user.id),
+                                                         HISTORY_LIMIT)
         except Exception:
             log.warning("history unavailable", exc_info=True)
             await interaction.followup.send(STORE_UNAVAILABLE, ephemeral=True)

@@ -208,7 +208,7 @@ def _when(ts: Any) -> str:
         return "언젠가"
 
 
-def history_embed(entries: Sequence[Mapping[str, Any]],
+def history_embed(entries: Sequence[Any],
                   title_of: Callable[[str], str | None]) -> discord.Embed:
     """A person's recent answers: when, which mood, which songs.
 
@@ -220,21 +220,16 @@ def history_embed(entries: Sequence[Mapping[str, Any]],
         embed.description = "아직 추천 기록이 없어요. 지금 기분을 말해 주세요!"
         return embed
     lines: list[str] = []
-    for entry in entries:
-        emotion = entry.get("emotion") or []
+    for entry in entries:  # bot.store.StoredRecommendation
+        emotion = entry.emotion or ()
         mood = ""
         if len(emotion) == len(LABELS):
             e = EMOTIONS[_dominant(emotion)]
             mood = f"{e.emoji} {e.ko}"
-        items = entry.get("items") or []
-        names = []
-        for item in items[:5]:
-            song_id = str(item[1] if isinstance(item, Sequence) and not isinstance(item, str)
-                          else item)
-            names.append(discord.utils.escape_markdown(_clip(title_of(song_id) or song_id, 40)))
+        names = [discord.utils.escape_markdown(_clip(title_of(song_id) or song_id, 40))
+                 for song_id in entry.song_ids[:5]]
         songs = ", ".join(names) if names else "—"
-        lines.append(f"{_when(entry.get('created_at'))} {mood} · {songs} "
-                     f"`{entry.get('rec_id', '?')}`")
+        lines.append(f"{_when(entry.created_at)} {mood} · {songs} `{entry.rec_id}`")
     embed.description = _clip_lines(lines, 4000)
     return embed
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -24,7 +23,7 @@ from bot.discord.render import (
     user_key,
 )
 from bot.discord.replies import send_ephemeral
-from bot.engine import Recommendation
+from bot.engine import FeedbackUnavailableError, Recommendation, UnknownAnswerError
 from bot.feedback import BUTTONS, Signal
 from bot.store import UnknownRecommendationError
 
@@ -41,7 +40,6 @@ __all__ = [
     "feedback_custom_id",
     "feedback_view",
     "record_track_feedback",
-    "song_at",
 ]
 
 #: ``mt:fb:<rec_id>:<position>:<signal>``; position is 0-based, one digit (≤ 5 rows anyway).
@@ -60,20 +58,6 @@ _ACTION = {sig: action for action, sig in BUTTONS.items()}
 
 def feedback_custom_id(rec_id: str, position: int, signal: Signal) -> str:
     return f"mt:fb:{rec_id}:{int(position)}:{_ACTION[signal]}"
-
-
-def song_at(stored: Mapping[str, Any] | None, position: int) -> str | None:
-    """Song id of the track shown at ``position`` (0-based display order) of a stored answer.
-
-    Sorting by the stored position (rather than trusting it to start at 0) keeps the button
-    meaning "the n-th track on screen" whatever numbering the store uses.
-    """
-    if not stored:
-        return None
-    items = sorted(stored.get("items") or [], key=lambda it: it[0])
-    if 0 <= position < len(items):
-        return str(items[position][1])
-    return None
 
 
 class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button], template=FEEDBACK_TEMPLATE):
@@ -109,22 +93,16 @@ async def record_track_feedback(bot: MoodtuneBot, interaction: discord.Interacti
     because an exception here would only show Discord's generic "interaction failed".
     """
     recommender = bot.recommender
-    store = recommender.store
     new = False
-    if store is None:
-        await send_ephemeral(interaction, FEEDBACK_NOT_SAVED)
-        return False
     try:
-        song_id = song_at(await store.recommendation(rec_id), position)
-        if song_id is None:
-            text = FEEDBACK_UNKNOWN
-        else:
-            new = await recommender.feedback(rec_id, song_id, user_key(interaction.user.id),
-                                             signal)
-            song = recommender.index.get(song_id)
-            text = button_ack(signal, song.title if song is not None else None, new)
-    except UnknownRecommendationError:
+        song_id, new = await recommender.feedback_track(
+            user_key(interaction.user.id), rec_id, position, signal, channel="discord")
+        song = recommender.index.get(song_id)
+        text = button_ack(signal, song.title if song is not None else None, new)
+    except (UnknownAnswerError, UnknownRecommendationError):
         text = FEEDBACK_UNKNOWN
+    except FeedbackUnavailableError:
+        text = FEEDBACK_NOT_SAVED
     except Exception:
         log.warning("feedback on %s could not be stored", rec_id, exc_info=True)
         text = FEEDBACK_NOT_SAVED
