@@ -13,6 +13,18 @@ request, or injected at random (benchmark):
 ``"500"``, ``"403"``, ``"429"`` / ``"429:<retry-after>"``, ``"slow:<s>"`` (delay then serve),
 ``"hang"`` (sleep ``hang_s``, client times out), ``"truncate"``, ``"ok"``.
 
+Redirects (to check that the crawler applies its own rules to every hop, never trusting the
+site to send it somewhere it may go):
+
+* ``redirects[key] = location`` — every request for that key (``("song", 3)``,
+  ``("robots", 0)`` …) is answered ``redirect_status`` (302) with that ``Location``: a path on
+  this host, or an absolute URL on another host.
+* ``/hop/<name>`` answers a redirect to ``hops[name]`` (404 if unknown): chains and loops,
+  e.g. ``hops = {"a": "/hop/b", "b": "/hop/a"}``.
+* ``/moved/song/detail.htm`` and ``/private/song/detail.htm`` serve the same song page as
+  ``/song/detail.htm``, counted as ``("moved/song", id)`` / ``("private/song", id)``: a
+  same-host redirect target that robots.txt allows or (with ``Disallow: /private/``) forbids.
+
 Every request is counted in ``hits[(kind, id)]`` and logged with its arrival time, so tests can
 assert "no song fetched twice" and the benchmark can measure the real request rate.
 
@@ -180,6 +192,9 @@ class FakeMelon:
     hits: Counter[tuple[str, int | str]] = field(default_factory=Counter)
     log: list[tuple[float, str]] = field(default_factory=list)  # (arrival time, kind)
     statuses: Counter[int] = field(default_factory=Counter)
+    redirects: dict[tuple[str, int | str], str] = field(default_factory=dict)
+    hops: dict[str, str] = field(default_factory=dict)
+    redirect_status: int = 302
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.rng_seed)
@@ -193,6 +208,9 @@ class FakeMelon:
         app.router.add_get("/search/song/index.htm", self._search)
         app.router.add_get("/album/detail.htm", self._album)
         app.router.add_get("/song/detail.htm", self._song)
+        app.router.add_get("/moved/song/detail.htm", self._song)
+        app.router.add_get("/private/song/detail.htm", self._song)
+        app.router.add_get("/hop/{name}", self._hop)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -226,9 +244,16 @@ class FakeMelon:
             return self._rng.choice(["500", "hang"])
         return "ok"
 
+    def _redirect(self, location: str) -> web.StreamResponse:
+        self.statuses[self.redirect_status] += 1
+        return web.Response(status=self.redirect_status, headers={"Location": location},
+                            text="moved")
+
     async def _serve(self, key: tuple[str, int | str], render: object) -> web.StreamResponse:
         self.hits[key] += 1
         self.log.append((time.monotonic(), key[0]))
+        if key in self.redirects:
+            return self._redirect(self.redirects[key])
         action = self._next_action(key)
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -260,7 +285,18 @@ class FakeMelon:
     async def _robots(self, request: web.Request) -> web.StreamResponse:
         self.hits[("robots", 0)] += 1
         self.log.append((time.monotonic(), "robots"))
+        if ("robots", 0) in self.redirects:
+            return self._redirect(self.redirects[("robots", 0)])
         return web.Response(text=self.robots, content_type="text/plain")
+
+    async def _hop(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.hits[("hop", name)] += 1
+        self.log.append((time.monotonic(), "hop"))
+        if name not in self.hops:
+            self.statuses[404] += 1
+            return web.Response(status=404, text="no such hop")
+        return self._redirect(self.hops[name])
 
     async def _search(self, request: web.Request) -> web.StreamResponse:
         q = request.query.get("q", "")
@@ -277,6 +313,8 @@ class FakeMelon:
     async def _song(self, request: web.Request) -> web.StreamResponse:
         song_id = int(request.query.get("songId", "0") or 0)
         song = self._by_id.get(song_id)
+        prefix = request.path.rsplit("/song/", 1)[0].strip("/")
+        kind = f"{prefix}/song" if prefix else "song"
 
         def render() -> str | None:
             if song is None:
@@ -286,7 +324,7 @@ class FakeMelon:
             page = render_song(song)
             return page[: len(page) * 2 // 3] if song.truncated else page
 
-        return await self._serve(("song", song_id), render)
+        return await self._serve((kind, song_id), render)
 
 
 class ThreadedFakeMelon:
