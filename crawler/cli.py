@@ -2,7 +2,8 @@
 
 Melon's robots.txt disallows nearly everything for generic crawlers and its terms restrict
 copying; so the default run explains that and stops. ``--i-have-permission`` is required to
-crawl the real site (robots.txt is still obeyed unless ``--ignore-robots`` is also given).
+crawl the real site (robots.txt is still obeyed unless ``--ignore-robots`` is also given), and
+the real site is never paced faster than one request per 2 s per host.
 Lyrics stay in the local DB; only derived emotion vectors belong in the catalogue.
 """
 
@@ -25,8 +26,8 @@ moodtune crawl: refusing to crawl {host} without explicit permission.
   research, and keep the lyrics in your local crawl DB.
 
   If you do have permission, rerun with --i-have-permission (robots.txt is still respected;
-  --ignore-robots additionally overrides it). The default pace is one request every
-  {interval:.1f}+ s per host.
+  --ignore-robots additionally overrides it). The pace is one request every
+  {interval:.1f}+ s per host (never faster than 2 s on Melon).
 """
 
 EXIT_OK, EXIT_USAGE, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -44,7 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=2,
                         help="parallel workers/connections (rate limit still applies)")
     parser.add_argument("--min-interval", type=float, default=2.0,
-                        help="seconds between requests per host, plus jitter (default: 2.0)")
+                        help="seconds between requests per host, plus jitter (default: 2.0; "
+                             "never below 2.0 for melon.com hosts)")
     parser.add_argument("--jitter", type=float, default=0.25,
                         help="extra random fraction of --min-interval per request (default 0.25)")
     parser.add_argument("--timeout", type=float, default=20.0, help="per-request timeout (s)")
@@ -66,11 +68,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point: returns 0 ok, 2 usage/refused, 3 blocked/robots, 130 interrupted."""
     import asyncio
+    from urllib.parse import urlsplit
 
-    from crawler.http import DEFAULT_USER_AGENT, is_melon_host
+    from crawler.http import DEFAULT_USER_AGENT, is_melon_host, min_interval_floor
 
     if is_melon_host(args.base_url) and not args.i_have_permission:
-        print(REFUSAL.format(host=args.base_url, interval=args.min_interval), file=sys.stderr)
+        floor = min_interval_floor(urlsplit(args.base_url).netloc)
+        print(REFUSAL.format(host=args.base_url, interval=max(args.min_interval, floor)),
+              file=sys.stderr)
         return EXIT_USAGE
     if args.min_interval < 0 or args.concurrency < 1:
         print("moodtune crawl: --min-interval must be >= 0 and --concurrency >= 1",

@@ -11,6 +11,8 @@ Why each piece exists:
 * **global stop** (:class:`CrawlBlockedError`) — N consecutive 403/429 means we are blocked;
   carrying on would only deepen the block, so the whole crawl stops and can resume later.
 * **robots.txt** — fetched once per host and obeyed unless the operator explicitly opts out.
+* **Melon's floor** (:data:`MELON_MIN_INTERVAL`) — the real site is never paced faster than one
+  request per 2 s per host, whatever a caller asks; a local fake (127.0.0.1) may go faster.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import aiohttp
 
 __all__ = [
     "DEFAULT_USER_AGENT",
+    "MELON_MIN_INTERVAL",
     "CrawlBlockedError",
     "CrawlHttpError",
     "FetchResult",
@@ -42,6 +45,7 @@ __all__ = [
     "TransportError",
     "backoff_delay",
     "is_melon_host",
+    "min_interval_floor",
     "parse_retry_after",
 ]
 
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 DEFAULT_USER_AGENT = "moodtune-crawler/0.1 (personal research crawler; polite, resumable)"
 BLOCK_STATUSES = frozenset({403, 429})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
+#: Seconds between requests to one Melon host, at least. Read at call time (tests shorten it).
+MELON_MIN_INTERVAL = 2.0
 
 
 class CrawlHttpError(Exception):
@@ -98,10 +104,25 @@ class PermissionRequiredError(Exception):
     """Crawling a real melon.com host without ``--i-have-permission``."""
 
 
+def _is_melon_hostname(hostname: str) -> bool:
+    host = hostname.lower().rstrip(".")
+    return host == "melon.com" or host.endswith(".melon.com")
+
+
 def is_melon_host(url: str) -> bool:
     """True for melon.com and its subdomains (the real service, as opposed to a test server)."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return host == "melon.com" or host.endswith(".melon.com")
+    return _is_melon_hostname(urlsplit(url).hostname or "")
+
+
+def min_interval_floor(host: str) -> float:
+    """The shortest gap allowed between requests to ``host`` (``netloc`` or hostname).
+
+    :data:`MELON_MIN_INTERVAL` for Melon hosts — the real site blocks fast clients and we are
+    its guest, so no caller (CLI or library) may pace it faster — and 0 elsewhere, so a local
+    fake site keeps tests and benchmarks fast.
+    """
+    hostname = urlsplit("//" + host).hostname or ""
+    return MELON_MIN_INTERVAL if _is_melon_hostname(hostname) else 0.0
 
 
 @dataclass(slots=True)
@@ -176,7 +197,9 @@ class HostRateLimiter:
     """At most one request start per ``min_interval`` (+ up to ``jitter`` × interval) per host.
 
     The per-host lock is held across the wait and the gap is measured from the previous
-    *actual* start, so late wake-ups can only lengthen gaps, never shorten them.
+    *actual* start, so late wake-ups can only lengthen gaps, never shorten them. No host is
+    paced faster than :func:`min_interval_floor` allows (2 s for Melon): the floor lives here,
+    in the one place every request passes, so no caller can get around it.
     """
 
     def __init__(self, min_interval: float, jitter: float = 0.0, rng: random.Random | None = None):
@@ -186,6 +209,7 @@ class HostRateLimiter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._last: dict[str, float] = {}
         self._host_interval: dict[str, float] = {}
+        self._warned: set[str] = set()
 
     def slow_down(self, host: str, min_interval: float) -> None:
         """Raise (never lower) one host's interval, e.g. to its robots.txt ``Crawl-delay``."""
@@ -193,7 +217,16 @@ class HostRateLimiter:
             self._host_interval[host] = min_interval
 
     def interval(self, host: str) -> float:
-        return self._host_interval.get(host, self.min_interval)
+        """Seconds between request starts to ``host``: asked for, raised by robots.txt, floored."""
+        asked = self._host_interval.get(host, self.min_interval)
+        floor = min_interval_floor(host)
+        if asked >= floor:
+            return asked
+        if host not in self._warned:
+            self._warned.add(host)
+            log.warning("min interval %.2f s is below the %.1f s floor for the real Melon site "
+                        "(%s): pacing it at %.1f s", asked, floor, host, floor)
+        return floor
 
     async def acquire(self, host: str) -> None:
         lock = self._locks.setdefault(host, asyncio.Lock())
@@ -224,6 +257,7 @@ class PoliteHttp:
         self.blocked: CrawlBlockedError | None = None
         self.requests = 0
         self.retries = 0
+        self.limiter.interval(urlsplit(config.base_url).netloc)  # warn now if it gets floored
 
     async def __aenter__(self) -> PoliteHttp:
         cfg = self.config

@@ -34,6 +34,12 @@ def test_refuses_real_melon_without_permission(tmp_path: Path, capsys: pytest.Ca
     assert not db.exists()  # refused before touching anything
 
 
+def test_refusal_states_the_real_pace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["crawl", "--db", str(tmp_path / "c.sqlite3"), "--min-interval", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "2.0+ s" in err and "0.5" not in err  # Melon's floor, not the ask
+
+
 def _arena(tmp_path: Path) -> tuple[Path, Path]:
     meta = [
         {"id": 1, "song_name": "밤편지", "artist_name_basket": ["아이유"], "album_name": "밤편지",

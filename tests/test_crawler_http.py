@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
+import crawler.http as crawler_http
 from crawler.http import (
     CrawlBlockedError,
     HostRateLimiter,
@@ -240,3 +242,38 @@ async def test_robots_crawl_delay_slows_the_host(server) -> None:
         await http.get("/x")
         assert time.monotonic() - t >= 0.4  # robots.txt, /x, /x each 0.2 s apart
         assert http.limiter.interval(base.split("//")[1]) == 0.2
+
+
+# ---- the 2 s floor for the real site ---------------------------------------------------------
+
+def test_melon_hosts_have_a_2s_floor(caplog: pytest.LogCaptureFixture) -> None:
+    lim = HostRateLimiter(0.1)
+    with caplog.at_level(logging.WARNING, logger="crawler.http"):
+        assert lim.interval("www.melon.com") == 2.0
+        assert lim.interval("www.melon.com") == 2.0
+        assert lim.interval("MELON.COM:443") == 2.0
+    assert lim.interval("127.0.0.1:8080") == lim.interval("localhost") == 0.1
+    warned = [r.getMessage() for r in caplog.records if "floor" in r.getMessage()]
+    assert len(warned) == 2 and all("\n" not in m for m in warned)  # one line, once per host
+    assert HostRateLimiter(3.0).interval("www.melon.com") == 3.0  # slower is always fine
+
+
+def test_library_callers_get_the_floor(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="crawler.http"):
+        http = PoliteHttp(HttpConfig(base_url="https://www.melon.com", min_interval=0.5))
+    assert http.limiter.interval("www.melon.com") == 2.0
+    assert any("2.0" in r.getMessage() for r in caplog.records)  # warned when configured
+
+
+async def test_floor_paces_melon_but_not_a_local_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crawler_http, "MELON_MIN_INTERVAL", 0.1)
+    lim = HostRateLimiter(0.0)
+    starts: list[float] = []
+    for _ in range(3):
+        await lim.acquire("www.melon.com")
+        starts.append(time.monotonic())
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.1 - 1e-3
+    t = time.monotonic()
+    for _ in range(3):
+        await lim.acquire("127.0.0.1:8080")
+    assert time.monotonic() - t < 0.05
