@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -373,9 +374,10 @@ class Recommender:
 
     async def _remember(self, rec: Recommendation, channel: str, text: str | None) -> None:
         state = self.users.get(rec.user_id)
-        state.recent.append(tuple(t.song_id for t in rec.tracks))
+        ref = _AnswerRef.of(rec)  # compact: interned song ids, no track objects kept
+        state.recent.append(ref.song_ids)
         del state.recent[: -max(self.settings.no_repeat_last, 1)]
-        state.thread = rec  # the last answer: what "좋아요" / "2번" / "다른 거" refer to
+        state.thread = ref  # the last answer: what "좋아요" / "2번" / "다른 거" refer to
         if self.store is None:
             return
         try:
@@ -472,7 +474,7 @@ class Recommender:
             except Exception:
                 log.warning("store unavailable for the last answer; using memory", exc_info=True)
         state = self.users.peek(user_id)
-        return _AnswerRef.of(state.thread) if state and state.thread is not None else None
+        return state.thread if state is not None else None
 
     # ---- privacy and history -------------------------------------------------------------
     async def forget_user(self, user_id: str) -> dict[str, int]:
@@ -627,10 +629,7 @@ class Recommender:
         any failure — including "no feedback yet" — the current model keeps serving and
         :class:`CFRetrainError` says why. One retraining at a time.
         """
-        import contextlib
         import json
-        import os
-        import sys
 
         from indexing.cf import CFLoadError
 
@@ -717,7 +716,9 @@ class _AnswerRef:
 
     @classmethod
     def of(cls, rec: Recommendation) -> _AnswerRef:
-        return cls(rec.rec_id, rec.user_id, rec.emotion, tuple(t.song_id for t in rec.tracks))
+        # Interned: a million users' memories share one string per song, not one per mention.
+        return cls(rec.rec_id, rec.user_id, rec.emotion,
+                   tuple(sys.intern(t.song_id) for t in rec.tracks))
 
     def song_at(self, position: int) -> str | None:
         return self.song_ids[position] if 0 <= position < len(self.song_ids) else None

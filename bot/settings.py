@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         64, ge=1, le=100_000,
         description="Engine requests running or queued at once; past it adapters say 'busy'.")
     user_state_max_users: int = Field(
-        100_000, ge=1, description="Users whose per-user state (no-repeat, thread) stays in memory.")
+        20_000, ge=1, description="Users whose per-user state (no-repeat, thread) stays in memory.")
     user_state_ttl_s: float = Field(
         6 * 3600.0, gt=0, description="Idle seconds before a user's in-memory state is dropped.")
     cf_check_interval_s: float = Field(
