@@ -1,14 +1,14 @@
 """Per-user sliding-window rate limit shared by every adapter.
 
 One person pasting a script into the bot must not starve everyone else of the two CPU cores.
-The limiter is synchronous and O(1) amortised per call; idle users are forgotten so memory stays
-bounded however many people ever talked to the bot.
+The limiter is synchronous and O(per_minute) per call; idle users are forgotten and the number
+of keys is capped, so memory stays bounded (≈ 200 bytes a key) however many ids a caller
+invents — ``benchmarks/memory.py`` sends a million.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
 __all__ = ["RateLimiter"]
@@ -18,14 +18,15 @@ class RateLimiter:
     """Allow at most ``per_minute`` events per key in any 60-second window."""
 
     def __init__(self, per_minute: int, *, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 20_000) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be >= 1")
         self.per_minute = per_minute
         self.window = window
         self._clock = clock
         self._max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
+        # A plain list per key, not a deque: an empty deque alone costs ~600 bytes.
+        self._hits: dict[str, list[float]] = {}
 
     def hit(self, key: str) -> float | None:
         """Record an event for ``key``; None if allowed, else seconds until the next is allowed.
@@ -37,10 +38,10 @@ class RateLimiter:
         if q is None:
             if len(self._hits) >= self._max_keys:
                 self._prune(now)
-            q = self._hits[key] = deque()
+            q = self._hits[key] = []
         cutoff = now - self.window
-        while q and q[0] <= cutoff:
-            q.popleft()
+        if q and q[0] <= cutoff:
+            q[:] = [t for t in q if t > cutoff]
         if len(q) >= self.per_minute:
             return max(0.0, q[0] + self.window - now)
         q.append(now)
