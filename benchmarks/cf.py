@@ -172,7 +172,7 @@ def load_classifier() -> tuple[Any, str]:
         clf = EmotionClassifier.load(threads=1)
         return clf, f"onnx {clf.variant} {clf.fingerprint}"
     except ModelLoadError as exc:
-        from tests.fakes import KeywordClassifier
+        from inference.keyword import KeywordClassifier
 
         _log(f"no shipped classifier ({exc}); using the keyword stand-in")
         return KeywordClassifier(), "keyword stand-in (no shipped model in this checkout)"
