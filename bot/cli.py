@@ -16,7 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bot.commands_run", "start the bot: Discord / Kakao if configured, else console chat"),
     "chat": ("bot.commands_chat", "talk to the recommender in this terminal"),
-    "classify": ("inference.cli", "print the emotion vector of sentences (classifier demo)"),
+    "classify": ("bot.classify_cli", "print the emotion vector of sentences (classifier demo)"),
     "crawl": ("crawler.cli", "collect song lyrics from Melon (needs explicit permission flag)"),
     "label": ("training.label_cli", "label song lyrics with the classifier -> catalogue"),
     "catalog": ("indexing.catalog_cli", "inspect a catalogue (stats)"),
@@ -24,8 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("training.classifier_cli", "train/fine-tune the emotion classifier"),
     "export": ("training.export_cli", "export a trained classifier to ONNX (+ int8)"),
     "train-cf": ("training.cf_cli", "train collaborative filtering from stored feedback"),
-    "eval": ("training.eval_cli", "evaluate a classifier on a labelled CSV"),
-    "bench": ("benchmarks.run_cli", "run the benchmark scripts"),
+    "eval": ("training.eval_cli", "classifier quality report: held-out split vs TF-IDF, probe"),
+    "bench": ("bot.bench_cli", "run the quick benchmarks (from a checkout)"),
 }
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.classifier import paired_bootstrap
+from training.evaluate import paired_bootstrap
 from training.classifier import _macro_f1, evaluate_predictions
 
 
