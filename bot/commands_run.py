@@ -51,7 +51,7 @@ async def serve(settings, *, force_console: bool = False) -> int:
 
             tasks.append(asyncio.create_task(serve_kakao(rec, settings), name="kakao"))
         if discord_on:
-            from bot.discord_app import run_discord
+            from bot.discord import run_discord
 
             tasks.append(asyncio.create_task(run_discord(rec, settings), name="discord"))
         logging.getLogger("moodtune").info(

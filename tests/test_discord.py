@@ -39,7 +39,7 @@ from bot.discord.render import (
 )
 from bot.discord.replies import NotAdminError
 from bot.discord.views import FeedbackButton, feedback_custom_id
-from bot.discord_app import DiscordConfigError, create_bot, run_discord
+from bot.discord import DiscordConfigError, create_bot, run_discord
 from bot.engine import Recommender
 from bot.feedback import Signal
 from bot.ratelimit import RateLimiter

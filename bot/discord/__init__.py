@@ -2,10 +2,9 @@
 
 ``app`` wires the bot, ``chat`` handles mentions/DMs/enabled channels and reactions,
 ``commands`` the member slash commands, ``admin`` the operator ones, ``views`` the buttons and
-``render`` every word and embed (pure, unit-tested). ``bot.discord_app`` re-exports the two entry
-points so callers need not know the layout.
+``render`` every word and embed (pure, unit-tested). The package exports the entry points.
 """
 
-from bot.discord.app import MoodtuneBot, create_bot, run_discord
+from bot.discord.app import DiscordConfigError, MoodtuneBot, create_bot, run_discord
 
-__all__ = ["MoodtuneBot", "create_bot", "run_discord"]
+__all__ = ["DiscordConfigError", "MoodtuneBot", "create_bot", "run_discord"]
