@@ -3,7 +3,8 @@
 Melon's robots.txt disallows nearly everything for generic crawlers and its terms restrict
 copying; so the default run explains that and stops. ``--i-have-permission`` is required to
 crawl the real site (robots.txt is still obeyed unless ``--ignore-robots`` is also given), and
-the real site is never paced faster than one request per 2 s per host.
+the real site is never paced faster than one request per 2 s per host. Redirects are followed
+only where a first request could go (see ``crawler.http``); ``--allow-host`` widens that.
 Lyrics stay in the local DB; only derived emotion vectors belong in the catalogue.
 """
 
@@ -55,6 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many consecutive 403/429 answers")
     parser.add_argument("--user-agent", default=None, help="User-Agent header (identify yourself)")
     parser.add_argument("--limit", type=int, default=None, help="crawl at most N songs this run")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                        help="another host redirects may lead to (repeatable); by default "
+                             "only --base-url's host is crawled")
     parser.add_argument("--i-have-permission", action="store_true",
                         help="confirm you may crawl the real melon.com (required for it)")
     parser.add_argument("--ignore-robots", action="store_true",
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     from urllib.parse import urlsplit
 
-    from crawler.http import DEFAULT_USER_AGENT, is_melon_host, min_interval_floor
+    from crawler.http import DEFAULT_USER_AGENT, host_key, is_melon_host, min_interval_floor
 
     if is_melon_host(args.base_url) and not args.i_have_permission:
         floor = min_interval_floor(urlsplit(args.base_url).netloc)
@@ -81,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
         print("moodtune crawl: --min-interval must be >= 0 and --concurrency >= 1",
               file=sys.stderr)
         return EXIT_USAGE
+    for host in args.allow_host:
+        try:
+            host_key(host)
+        except ValueError as exc:
+            print(f"moodtune crawl: --allow-host {host!r}: {exc}; give HOST or HOST:PORT",
+                  file=sys.stderr)
+            return EXIT_USAGE
     args.user_agent = args.user_agent or DEFAULT_USER_AGENT
     try:
         return asyncio.run(_main(args))
@@ -128,7 +139,9 @@ async def _main(args: argparse.Namespace) -> int:
                          min_interval=args.min_interval, jitter=args.jitter,
                          concurrency=args.concurrency, timeout=args.timeout,
                          max_retries=args.max_retries, max_consecutive_blocks=args.max_blocks,
-                         respect_robots=not args.ignore_robots)
+                         respect_robots=not args.ignore_robots,
+                         allowed_hosts=tuple(args.allow_host),
+                         have_permission=args.i_have_permission)
         counts: dict[str, int] = {}
         bar = tqdm(total=todo, unit="song", disable=args.no_progress, dynamic_ncols=True,
                    smoothing=0.05)

@@ -103,6 +103,25 @@ def test_cli_robots_disallow_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert server.hits[("song", 101)] == 1
 
 
+def test_cli_refused_redirect_is_a_song_error_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    songs, genres = _arena(tmp_path)
+    db = tmp_path / "c.sqlite3"
+    with ThreadedFakeMelon(fake()) as server, ThreadedFakeMelon(fake()) as other:
+        server.redirects[("song", 101)] = f"{other.base_url}/song/detail.htm?songId=101"
+        argv = ["crawl", "--songs", str(songs), "--genres", str(genres), "--db", str(db),
+                "--base-url", server.base_url, "--min-interval", "0.01", "--no-progress"]
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "redirect_off_host" in err and "lyrics_not_ready" in err  # the others went on
+        assert not other.hits
+        # The operator may widen the crawl's hosts explicitly; then the hop is followed.
+        other_host = other.base_url.split("//", 1)[1]
+        assert main([*argv, "--retry-errors", "--allow-host", other_host]) == 0
+        assert other.hits[("song", 101)] == 1 and other.hits[("robots", 0)] == 1
+        assert "redirect_off_host" not in capsys.readouterr().err
+
+
 def test_cli_bad_seed_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "song_meta.json"
     bad.write_text('{"not": "an array"}', encoding="utf-8")

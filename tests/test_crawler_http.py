@@ -6,20 +6,27 @@ import asyncio
 import itertools
 import logging
 import random
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 import crawler.http as crawler_http
+from crawler.fake_melon import FakeMelon, FakeSong
 from crawler.http import (
     CrawlBlockedError,
     HostRateLimiter,
     HttpConfig,
     HttpStatusError,
+    PermissionRequiredError,
     PoliteHttp,
+    RedirectRefusedError,
     RobotsDisallowedError,
     TransportError,
     backoff_delay,
@@ -242,6 +249,193 @@ async def test_robots_crawl_delay_slows_the_host(server) -> None:
         await http.get("/x")
         assert time.monotonic() - t >= 0.4  # robots.txt, /x, /x each 0.2 s apart
         assert http.limiter.interval(base.split("//")[1]) == 0.2
+
+
+# ---- redirects: every hop is checked like a first request -----------------------------------
+
+SONG = "/song/detail.htm"
+
+
+@pytest.fixture
+async def fakes():
+    started: list[FakeMelon] = []
+
+    async def start(**kw: object) -> FakeMelon:
+        f = FakeMelon([FakeSong(101, "밤편지", ["아이유"], album_id=11)], **kw)  # type: ignore[arg-type]
+        await f.start()
+        started.append(f)
+        return f
+
+    yield start
+    for f in started:
+        await f.close()
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def server_gap(fake: FakeMelon, first: str, then: str) -> float:
+    """Seconds between two requests' arrival at the fake (by kind, not position: retries ok).
+
+    Measured server-side, where the first request also paid for the TCP connect: allow
+    ~50 ms of slack when comparing with a client-side interval.
+    """
+    arrivals = {kind: t for t, kind in reversed(fake.log)}  # first arrival of each kind
+    return arrivals[then] - arrivals[first]
+
+
+async def test_redirect_within_the_rules_is_followed(fakes) -> None:
+    fake = await fakes()
+    fake.redirects[("song", 101)] = "/hop/a"
+    fake.hops["a"] = "/moved/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        res = await http.get(SONG, {"songId": 101})
+    assert res.status == 200 and "/moved/song/" in res.url and "밤편지" in res.text
+    assert fake.hits[("moved/song", 101)] == 1 and fake.hits[("robots", 0)] == 1
+
+
+async def test_redirect_to_robots_disallowed_path_is_refused(fakes) -> None:
+    fake = await fakes(robots="User-agent: *\nDisallow: /private/\n")
+    fake.redirects[("song", 101)] = "/private/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RedirectRefusedError, match=r"robots\.txt") as ei:
+            await http.get(SONG, {"songId": 101})
+        assert http.refusals["redirect_robots"] == 1
+    assert ei.value.kind == "robots" and ei.value.reason == "redirect_robots"
+    assert "/private/song/detail.htm" in str(ei.value)
+    assert fake.hits[("private/song", 101)] == 0
+    # --ignore-robots is the operator's explicit opt-out, for hops as for first requests
+    async with PoliteHttp(cfg(fake.base_url, respect_robots=False)) as http:
+        assert (await http.get(SONG, {"songId": 101})).status == 200
+    assert fake.hits[("private/song", 101)] == 1
+
+
+async def test_redirect_to_another_host_is_refused(fakes) -> None:
+    fake, other = await fakes(), await fakes()
+    fake.redirects[("song", 101)] = f"{other.base_url}/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RedirectRefusedError, match="allowed hosts") as ei:
+            await http.get(SONG, {"songId": 101})
+    assert ei.value.kind == "off_host" and ei.value.reason == "redirect_off_host"
+    assert host_of(other.base_url) in str(ei.value)
+    assert not other.hits  # not even its robots.txt
+
+
+async def test_redirect_to_an_allowed_host_obeys_that_hosts_robots_and_pace(fakes) -> None:
+    fake = await fakes()
+    other = await fakes(robots="User-agent: *\nRequest-rate: 5/1\nDisallow: /song/\n")
+    fake.redirects[("song", 101)] = f"{other.base_url}/song/detail.htm?songId=101"
+    fake.redirects[("album", 11)] = f"{other.base_url}/moved/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url, allowed_hosts=(host_of(other.base_url),),
+                              timeout=5.0)) as http:
+        with pytest.raises(RedirectRefusedError) as ei:
+            await http.get(SONG, {"songId": 101})
+        assert ei.value.kind == "robots"
+        res = await http.get("/album/detail.htm", {"albumId": 11})
+        assert res.status == 200 and res.url.startswith(other.base_url)
+        assert http.limiter.interval(host_of(other.base_url)) == 0.2
+    assert other.hits[("robots", 0)] == 1 and other.hits[("song", 101)] == 0
+    assert other.hits[("moved/song", 101)] == 1
+    assert server_gap(other, "robots", "moved/song") >= 0.2 - 0.05  # that host's own pace
+
+
+async def test_redirect_loop_is_refused(fakes) -> None:
+    fake = await fakes()
+    fake.redirects[("song", 101)] = "/hop/a"
+    fake.hops.update(a="/hop/b", b="/hop/a")
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RedirectRefusedError, match="loop") as ei:
+            await http.get(SONG, {"songId": 101})
+    assert ei.value.kind == "loop"
+    assert fake.hits[("hop", "a")] == 1 and fake.hits[("hop", "b")] == 1
+
+
+async def test_redirect_chain_is_bounded(fakes) -> None:
+    fake = await fakes()
+    fake.redirects[("song", 101)] = "/hop/1"
+    fake.hops.update({str(i): f"/hop/{i + 1}" for i in range(1, 7)})
+    fake.hops["7"] = "/moved/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RedirectRefusedError, match="more than 5 redirects") as ei:
+            await http.get(SONG, {"songId": 101})
+    assert ei.value.kind == "limit"
+    assert sum(n for (kind, _), n in fake.hits.items() if kind == "hop") == 5
+    assert fake.hits[("moved/song", 101)] == 0
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1/song.txt", "file:///etc/passwd"])
+async def test_redirect_to_a_non_http_scheme_is_refused(fakes, target: str) -> None:
+    fake = await fakes()
+    fake.redirects[("song", 101)] = target
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RedirectRefusedError, match="http") as ei:
+            await http.get(SONG, {"songId": 101})
+    assert ei.value.kind == "scheme"
+
+
+class _LoopbackResolver(AbstractResolver):
+    """Every hostname is 127.0.0.1: 'www.melon.com:<port>' reaches a local fake, no network."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET,
+                              proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def melon_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = aiohttp.TCPConnector
+    monkeypatch.setattr(aiohttp, "TCPConnector",
+                        lambda **kw: real(resolver=_LoopbackResolver(), **kw))
+
+
+async def test_redirect_to_melon_needs_permission_and_gets_its_floor(
+        fakes, melon_on_loopback: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crawler_http, "MELON_MIN_INTERVAL", 0.3)  # the 2 s floor, shortened
+    fake, melon = await fakes(), await fakes()
+    melon_host = f"www.melon.com:{urlsplit(melon.base_url).port}"
+    fake.redirects[("song", 101)] = f"http://{melon_host}/song/detail.htm?songId=101"
+    async with PoliteHttp(cfg(fake.base_url, allowed_hosts=(melon_host,))) as http:
+        with pytest.raises(RedirectRefusedError, match="--i-have-permission") as ei:
+            await http.get(SONG, {"songId": 101})
+    assert ei.value.kind == "permission" and not melon.hits
+    async with PoliteHttp(cfg(fake.base_url, allowed_hosts=(melon_host,), have_permission=True,
+                              timeout=5.0)) as http:
+        res = await http.get(SONG, {"songId": 101})
+    assert res.status == 200 and melon.hits[("robots", 0)] == 1 and melon.hits[("song", 101)] == 1
+    assert server_gap(melon, "robots", "song") >= 0.3 - 0.05  # the floor, though min_interval=0
+
+
+async def test_first_request_obeys_the_same_scope(fakes, melon_on_loopback: None) -> None:
+    melon = await fakes()
+    base = f"http://www.melon.com:{urlsplit(melon.base_url).port}"
+    async with PoliteHttp(cfg(base)) as http:  # a library caller that forgot the permission
+        with pytest.raises(PermissionRequiredError, match="--i-have-permission"):
+            await http.get(SONG, {"songId": 101})
+    async with PoliteHttp(cfg(melon.base_url)) as http:
+        with pytest.raises(ValueError, match="allowed hosts"):
+            await http.get("http://127.0.0.1:9/x")  # an absolute URL elsewhere
+    assert not melon.hits
+
+
+async def test_robots_txt_redirects_are_checked_too(fakes) -> None:
+    fake, other = await fakes(), await fakes(robots="User-agent: *\nDisallow: /song/\n")
+    fake.redirects[("robots", 0)] = f"{other.base_url}/robots.txt"
+    # Off-host robots.txt: not fetched, so robots.txt is unreachable -> everything disallowed.
+    async with PoliteHttp(cfg(fake.base_url)) as http:
+        with pytest.raises(RobotsDisallowedError):
+            await http.get(SONG, {"songId": 101})
+    assert not other.hits and fake.hits[("song", 101)] == 0
+    # Allowed host: its robots.txt is read (and disallows /song/ only).
+    async with PoliteHttp(cfg(fake.base_url, allowed_hosts=(host_of(other.base_url),))) as http:
+        with pytest.raises(RobotsDisallowedError):
+            await http.get(SONG, {"songId": 101})
+        assert (await http.get("/album/detail.htm", {"albumId": 11})).status == 200
+    assert other.hits[("robots", 0)] == 1
 
 
 # ---- the 2 s floor for the real site ---------------------------------------------------------

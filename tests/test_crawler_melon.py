@@ -188,3 +188,24 @@ async def test_unexpected_parser_failure_is_recorded_not_fatal(
         rows = await crawl(fake, tmp_path / "c.sqlite3", seeds()[:3])
     assert rows["a3"]["status"] == "error" and "unexpected: KeyError" in str(rows["a3"]["reason"])
     assert rows["a1"]["status"] == rows["a2"]["status"] == "found"
+
+
+async def test_refused_redirects_mark_the_song_and_the_crawl_goes_on(tmp_path: Path) -> None:
+    fake = FakeMelon(catalogue(), robots="User-agent: *\nDisallow: /private/\n")
+    other = FakeMelon(catalogue())  # would serve the page: following it is the defect
+    async with fake, other:
+        fake.redirects[("song", 101)] = "/private/song/detail.htm?songId=101"
+        fake.redirects[("song", 102)] = f"{other.base_url}/song/detail.htm?songId=102"
+        fake.redirects[("song", 103)] = "/hop/a"
+        fake.hops.update(a="/hop/b", b="/hop/a")
+        fake.redirects[("song", 104)] = "/moved/song/detail.htm?songId=104"
+        rows = await crawl(fake, tmp_path / "c.sqlite3", seeds()[:4])
+        assert fake.hits[("private/song", 101)] == 0 and not other.hits
+
+    def st(i: str) -> tuple[object, object, object]:
+        return rows[i]["status"], rows[i]["reason"], rows[i]["melon_id"]
+
+    assert st("a1") == ("error", "redirect_robots", 101)
+    assert st("a3") == ("error", "redirect_off_host", 102)
+    assert st("a2") == ("error", "redirect_loop", 103)
+    assert st("a4") == ("no_lyrics", "lyrics_not_ready", 104)  # an allowed redirect is followed
