@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from training.evaluate import paired_bootstrap
 from training.classifier import _macro_f1, evaluate_predictions
+from training.evaluate import paired_bootstrap
 
 
 @pytest.mark.parametrize("labels", [list(range(6)), [0, 1, 2, 4, 5]])

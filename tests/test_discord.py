@@ -22,6 +22,7 @@ import discord.ext.test as dpytest
 import pytest
 
 import bot.engine as engine_mod
+from bot.discord import DiscordConfigError, create_bot, run_discord
 from bot.discord.admin import AdminCog
 from bot.discord.app import Answer, MoodtuneBot
 from bot.discord.chat import ChatCog
@@ -39,7 +40,6 @@ from bot.discord.render import (
 )
 from bot.discord.replies import NotAdminError
 from bot.discord.views import FeedbackButton, feedback_custom_id
-from bot.discord import DiscordConfigError, create_bot, run_discord
 from bot.engine import Recommender
 from bot.feedback import Signal
 from bot.ratelimit import RateLimiter
