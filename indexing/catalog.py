@@ -1,9 +1,16 @@
-"""The song catalogue: what the recommender can play, with one 6-d emotion vector per song.
+"""The song catalogue: what the recommender can play — a profile per song, not just 6 numbers.
 
 The interchange format is JSON Lines (``catalog.jsonl``): one song per line, human-diffable, easy
 to append to from the labeller and safe to ship without lyrics. The Annoy index directory keeps
 its own columnar copy of this metadata (see ``indexing.index``) because that has to load fast at
 700k songs; this module is the slow-but-simple source of truth both are built from.
+
+Format 2 (``"v": 2``) is a *song profile* in the spirit of Pandora's Music Genome and Melon's
+tags: the served 6-d mood vector plus energy, danceability, felt tempo, situations, themes,
+lyric language, genre and year, each field with its ``provenance`` (which source said so —
+lyrics, editorial, metadata, feedback — and how sure it is), and the per-source mood vectors
+the served one was fused from (``moods``). Format 1 lines (just the vector and metadata) are
+still read: their facets are simply unknown.
 """
 
 from __future__ import annotations
@@ -24,15 +31,22 @@ import numpy as np
 from inference.emotions import LABELS, NUM_EMOTIONS
 
 __all__ = [
+    "LINK_KINDS",
     "Catalog",
     "CatalogError",
     "Song",
     "default_catalog_path",
     "load_default",
+    "melon_search_url",
     "melon_url",
     "normalise",
+    "search_query",
     "youtube_search_url",
 ]
+
+#: How a track's link is chosen (``LINK_KIND``): the Melon page when the id is known else a
+#: YouTube search ("auto"), always Melon (its page or its search), or always YouTube search.
+LINK_KINDS: tuple[str, ...] = ("auto", "melon", "youtube")
 
 
 class CatalogError(ValueError):
@@ -52,12 +66,28 @@ class Song:
     year: int | None = None
     melon_id: str | None = None
     popularity: float = 0.0
-    source: str = "lyrics"  # "lyrics" | "description" | "synthetic" | ...
+    source: str = "lyrics"  # where ``vector`` came from: "lyrics" | "description" | "fused" | …
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    # ---- format 2: the profile (None / () = unknown) -------------------------------------
+    energy: float | None = None  # 0 still … 1 loud and driving
+    tempo: str | None = None  # indexing.facets.TEMPOS
+    dance: float | None = None  # danceability 0 … 1
+    situations: tuple[str, ...] = ()  # indexing.facets.SITUATIONS
+    themes: tuple[str, ...] = ()  # indexing.facets.THEMES
+    lang: str | None = None  # indexing.facets.LANGS
+    #: field name → {"source": "editorial" | "lyrics" | "metadata" | "feedback" | "a+b",
+    #: "confidence": 0..1}
+    provenance: dict = field(default_factory=dict, compare=False, hash=False)
+    #: source name → that source's own 6-d mood vector, before fusion
+    moods: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.song_id or not self.title:
             raise CatalogError(f"song needs an id and a title: {self.song_id!r} {self.title!r}")
+        for name in ("energy", "dance"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                raise CatalogError(f"song {self.song_id}: {name} must be in [0, 1], got {v!r}")
         if len(self.vector) != NUM_EMOTIONS:
             raise CatalogError(
                 f"song {self.song_id}: vector has {len(self.vector)} values, expected "
@@ -69,21 +99,48 @@ class Song:
     @property
     def link(self) -> str:
         """Where a listener can play it: the Melon page when known, else a YouTube search."""
+        return self.link_for("auto")
+
+    def link_for(self, kind: str = "auto") -> str:
+        """The link of one ``LINK_KINDS`` kind, searching by a clean query when no id is known."""
+        if kind not in LINK_KINDS:
+            raise ValueError(f"link kind must be one of {LINK_KINDS}, got {kind!r}")
+        if kind == "youtube":
+            return youtube_search_url(self.title, self.artist)
         if self.melon_id:
             return melon_url(self.melon_id)
+        if kind == "melon":
+            return melon_search_url(self.title, self.artist)
         return youtube_search_url(self.title, self.artist)
+
+    @property
+    def has_profile(self) -> bool:
+        return bool(self.provenance or self.moods or self.themes or self.situations
+                    or self.energy is not None or self.lang)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["vector"] = [round(float(x), 6) for x in self.vector]
         if not d["extra"]:
             d.pop("extra")
+        if not self.has_profile:  # a format-1 song stays a format-1 line
+            for k in ("energy", "tempo", "dance", "situations", "themes", "lang", "provenance",
+                      "moods"):
+                d.pop(k)
+            return d
+        d = {"v": 2, **d}
+        d["situations"], d["themes"] = list(self.situations), list(self.themes)
+        d["moods"] = {k: [round(float(x), 6) for x in v] for k, v in self.moods.items()}
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> Song:
         try:
             year = d.get("year")
+            energy, dance = d.get("energy"), d.get("dance")
+            moods = d.get("moods") or {}
+            if not isinstance(moods, dict) or not isinstance(d.get("provenance") or {}, dict):
+                raise TypeError("moods and provenance must be objects")
             return cls(
                 song_id=str(d["song_id"]),
                 title=str(d["title"]),
@@ -96,6 +153,14 @@ class Song:
                 popularity=float(d.get("popularity") or 0.0),
                 source=str(d.get("source") or "lyrics"),
                 extra=dict(d.get("extra") or {}),
+                energy=float(energy) if energy is not None else None,
+                tempo=str(d["tempo"]) if d.get("tempo") else None,
+                dance=float(dance) if dance is not None else None,
+                situations=tuple(str(x) for x in d.get("situations") or ()),
+                themes=tuple(str(x) for x in d.get("themes") or ()),
+                lang=str(d["lang"]) if d.get("lang") else None,
+                provenance=dict(d.get("provenance") or {}),
+                moods={str(k): tuple(float(x) for x in v) for k, v in moods.items()},
             )
         except CatalogError:
             raise
@@ -118,14 +183,45 @@ def normalise(text: str) -> str:
     return _NON_WORD.sub("", t)
 
 
+# A bracketed part after some text ("퀸카 (Queencard)"), never a leading one ("(여자)아이들").
+_BRACKETS = re.compile(r"(?<=\S)\s*[(\[{（【][^)\]}）】]*[)\]}）】]")
+_FEAT_TAIL = re.compile(r"\s+(?:feat\.?|ft\.?|with|prod\.?)\s.*$", re.IGNORECASE)
+
+
+def search_query(title: str, artist: str) -> str:
+    """A query a music search engine answers well: "아이유 밤편지", not the catalogue's full
+    "Love wins all (Feat. …) (Prod. …)" with every parenthetical.
+
+    Parentheticals and feat./prod. tails go from the title; the artist keeps one name (Melon
+    writes "IVE (아이브)": the Korean name in brackets is dropped, the main one stays). A title
+    that is nothing but brackets keeps its inner text.
+    """
+    t = unicodedata.normalize("NFKC", title).strip()
+    clean = _FEAT_TAIL.sub("", _BRACKETS.sub("", t)).strip()
+    if not clean:
+        clean = re.sub(r"[()\[\]{}]", " ", t).strip()
+    a = unicodedata.normalize("NFKC", artist).strip()
+    a_clean = _FEAT_TAIL.sub("", _BRACKETS.sub("", a)).strip() or a
+    a_clean = a_clean.split(",")[0].split(" & ")[0].strip()
+    return " ".join(f"{a_clean} {clean}".split())[:100]
+
+
 def melon_url(melon_id: str) -> str:
     return f"https://www.melon.com/song/detail.htm?songId={melon_id}"
+
+
+def melon_search_url(title: str, artist: str) -> str:
+    from urllib.parse import quote_plus
+
+    return ("https://www.melon.com/search/total/index.htm?q="
+            + quote_plus(search_query(title, artist)))
 
 
 def youtube_search_url(title: str, artist: str) -> str:
     from urllib.parse import quote_plus
 
-    return "https://www.youtube.com/results?search_query=" + quote_plus(f"{artist} {title}".strip())
+    return ("https://www.youtube.com/results?search_query="
+            + quote_plus(search_query(title, artist)))
 
 
 class Catalog:

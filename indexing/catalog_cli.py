@@ -21,6 +21,16 @@ from indexing.catalog import normalise
 if TYPE_CHECKING:
     from indexing.catalog import Song
 
+#: Profile fields whose coverage and sources ``stats`` reports.
+FACET_FIELDS = ("vector", "genre", "year", "album", "lang", "energy", "dance", "tempo",
+                "situations", "themes")
+
+
+def _known(song: Song, name: str) -> bool:
+    value = getattr(song, name)
+    return value not in (None, (), "")
+
+
 def find_duplicates(songs: Iterable[Song]) -> list[list[Song]]:
     """Groups of two or more songs with the same normalised (title, artist), in catalogue order."""
     groups: dict[tuple[str, str], list[Song]] = defaultdict(list)
@@ -88,6 +98,25 @@ def run(args: argparse.Namespace) -> int:
     print("\nsources")
     for src, c in Counter(s.source for s in catalog).most_common():
         print(f"  {_pad(src, 16)} {c:>9,}  {c / n:6.1%}")
+
+    profiled = [s for s in catalog if s.has_profile]
+    if profiled:
+        print(f"\nsong profiles (format 2): {len(profiled):,} songs ({len(profiled) / n:.0%})")
+        print(f"  {_pad('field', 12)} {'known':>7}  by source")
+        for name in FACET_FIELDS:
+            known = [s for s in catalog if _known(s, name)]
+            by_src = Counter((s.provenance.get(name) or {}).get("source", "?") for s in known)
+            srcs = ", ".join(f"{k} {v / n:.0%}" for k, v in by_src.most_common())
+            print(f"  {_pad(name, 12)} {len(known) / n:>6.0%}  {srcs}")
+        for name, counter in (("situations", Counter(x for s in catalog for x in s.situations)),
+                              ("themes", Counter(x for s in catalog for x in s.themes))):
+            top = ", ".join(f"{k} {v}" for k, v in counter.most_common(8))
+            print(f"  top {name}: {top}")
+        energies = [s.energy for s in catalog if s.energy is not None]
+        if energies:
+            hi = sum(e >= 0.65 for e in energies)
+            lo = sum(e <= 0.35 for e in energies)
+            print(f"  energy: {lo:,} low · {len(energies) - hi - lo:,} mid · {hi:,} high")
 
     years = [s.year for s in catalog if s.year]
     if years:

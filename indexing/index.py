@@ -1,10 +1,14 @@
 """The song index: Annoy (angular) over the catalogue's 6-d emotion vectors, plus fast metadata.
 
-Layout of an index directory (format version 1)::
+Layout of an index directory (format version 2)::
 
     songs.ann           Annoy forest, metric "angular", dim 6 (mmapped on load, not read)
     songs.vectors.npy   (n, 6) float32 vectors, row i = Annoy item i (mmapped)
-    songs.meta.npz      columnar metadata, row i = Annoy item i (see ``_StrColumn``)
+    songs.meta.npz      columnar metadata, row i = Annoy item i (see ``_StrColumn``), and the
+                        song profile: energy/danceability as float32 (NaN = unknown), situations
+                        and themes as bitmasks over ``indexing.facets`` (so a request can filter
+                        700k songs with one numpy expression), provenance and per-source moods as
+                        a JSON string column read only for the songs a query returns
     index.json          dim, metric, n_trees, count, model_fingerprint, labels, created_at,
                         format_version, songs.ann size + sha256 — written last
 
@@ -46,6 +50,7 @@ import numpy as np
 
 from indexing.atomic import publish, sha256, staging
 from indexing.catalog import Catalog, Song
+from indexing.facets import SITUATIONS, THEMES
 from inference.emotions import LABELS, NUM_EMOTIONS
 
 __all__ = [
@@ -68,11 +73,12 @@ __all__ = [
     "UnknownSongError",
     "build_index",
     "cosine_from_angular",
+    "facet_mask",
 ]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: song profiles (facets); a version-1 index is rebuilt
 METRIC = "angular"
 ANN_FILE = "songs.ann"
 VECTORS_FILE = "songs.vectors.npy"
@@ -86,8 +92,20 @@ DEFAULT_N_TREES = 10
 DEFAULT_SEARCH_K = 1000
 
 _REBUILD = "rebuild it with `moodtune index`"
-_STR_COLUMNS = ("song_id", "title", "artist", "album", "genre", "melon_id", "source", "extra")
-_NULLABLE = ("album", "genre", "melon_id")
+_STR_COLUMNS = ("song_id", "title", "artist", "album", "genre", "melon_id", "source", "extra",
+                "tempo", "lang", "profile")
+_NULLABLE = ("album", "genre", "melon_id", "tempo", "lang")
+_FLOAT_FACETS = ("energy", "dance")
+_MASK_FACETS = {"situations": SITUATIONS, "themes": THEMES}
+
+
+def facet_mask(values: Sequence[str], vocabulary: Sequence[str]) -> int:
+    """Bitmask of ``values`` over ``vocabulary`` (unknown words are ignored)."""
+    bits = 0
+    for v in values:
+        if v in vocabulary:
+            bits |= 1 << vocabulary.index(v)
+    return bits
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -209,6 +227,13 @@ def _metadata_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
         "melon_id": [s.melon_id or "" for s in songs],
         "source": [s.source for s in songs],
         "extra": [json.dumps(s.extra, ensure_ascii=False) if s.extra else "" for s in songs],
+        "tempo": [s.tempo or "" for s in songs],
+        "lang": [s.lang or "" for s in songs],
+        # situations/themes also here, in their listed order (the masks are unordered)
+        "profile": [json.dumps({"provenance": s.provenance, "moods": {
+            k: [round(float(x), 6) for x in v] for k, v in s.moods.items()},
+            "situations": list(s.situations), "themes": list(s.themes)},
+            ensure_ascii=False) if s.has_profile else "" for s in songs],
     }
     for name, values in cols.items():
         arrays[f"{name}.blob"], arrays[f"{name}.off"] = _encode_strings(values)
@@ -221,6 +246,14 @@ def _metadata_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
     arrays["popularity"] = np.fromiter(
         (s.popularity for s in songs), dtype=np.float64, count=len(songs)
     )
+    for name in _FLOAT_FACETS:
+        arrays[name] = np.fromiter(
+            (np.nan if getattr(s, name) is None else getattr(s, name) for s in songs),
+            dtype=np.float32, count=len(songs))
+    for name, vocab in _MASK_FACETS.items():
+        arrays[f"{name}.mask"] = np.fromiter(
+            (facet_mask(getattr(s, name), vocab) for s in songs), dtype=np.uint32,
+            count=len(songs))
     return arrays
 
 
@@ -388,6 +421,7 @@ class SongIndex:
         self._null: dict[str, np.ndarray] = meta["null"]
         self._year: np.ndarray = meta["year"]
         self._popularity: np.ndarray = meta["popularity"]
+        self._facets: dict[str, np.ndarray] = meta["facets"]
         self._ids = self._cols["song_id"]
         self._id_map: dict[str, int] | None = None
         self._id_lock = threading.Lock()
@@ -488,15 +522,18 @@ class SongIndex:
             }
             null = {c: arrays[f"{c}.null"] for c in (*_NULLABLE, "year")}
             year, popularity = arrays["year"], arrays["popularity"]
+            facets = {n: arrays[n] for n in _FLOAT_FACETS}
+            facets |= {n: arrays[f"{n}.mask"] for n in _MASK_FACETS}
         except KeyError as exc:
             raise IndexCorruptError(f"{mp} lacks column {exc}; {_REBUILD}") from exc
         lengths = {len(c) for c in cols.values()} | {len(a) for a in null.values()}
-        lengths |= {len(year), len(popularity)}
+        lengths |= {len(year), len(popularity)} | {len(a) for a in facets.values()}
         if lengths != {count}:
             raise IndexCorruptError(
                 f"{mp} has {sorted(lengths)} rows, {INFO_FILE} says {count}; {_REBUILD}"
             )
-        return {"str": cols, "null": null, "year": year, "popularity": popularity}
+        return {"str": cols, "null": null, "year": year, "popularity": popularity,
+                "facets": facets}
 
     def close(self) -> None:
         """Unmap the Annoy file. Only when no other thread can still be searching this index."""
@@ -540,6 +577,16 @@ class SongIndex:
     def song_id_at(self, row: int) -> str:
         return self._ids[row]
 
+    def facet_array(self, name: str) -> np.ndarray:
+        """A whole profile column, row i = item i, for filtering many songs at once:
+        ``energy``/``dance`` (float32, NaN = unknown), ``situations``/``themes`` (uint32
+        bitmasks over ``indexing.facets``; see :func:`facet_mask`)."""
+        return self._facets[name]
+
+    def column(self, name: str) -> list[str]:
+        """A whole string column (e.g. ``genre``, ``artist``) as a list; empty = unknown."""
+        return self._cols[name].all()
+
     def _ids_to_rows(self) -> dict[str, int]:
         # Built on first use (~0.3 s at 700k songs) so that plain searches never pay for it.
         if self._id_map is None:
@@ -555,8 +602,10 @@ class SongIndex:
             raise UnknownSongError(f"song {song_id!r} is not in the index {self.path}") from None
 
     def _make_song(self, row: int) -> Song:
-        c, null = self._cols, self._null
+        c, null, f = self._cols, self._null, self._facets
         extra = c["extra"][row]
+        profile = json.loads(c["profile"][row] or "{}")
+        energy, dance = float(f["energy"][row]), float(f["dance"][row])
         return Song(
             song_id=c["song_id"][row],
             title=c["title"][row],
@@ -569,6 +618,15 @@ class SongIndex:
             popularity=float(self._popularity[row]),
             source=c["source"][row],
             extra=json.loads(extra) if extra else {},
+            energy=None if np.isnan(energy) else round(energy, 4),
+            tempo=None if null["tempo"][row] else c["tempo"][row],
+            dance=None if np.isnan(dance) else round(dance, 4),
+            situations=tuple(profile.get("situations")
+                             or _unmask(int(f["situations"][row]), SITUATIONS)),
+            themes=tuple(profile.get("themes") or _unmask(int(f["themes"][row]), THEMES)),
+            lang=None if null["lang"][row] else c["lang"][row],
+            provenance=profile.get("provenance") or {},
+            moods={k: tuple(v) for k, v in (profile.get("moods") or {}).items()},
         )
 
     def song_at(self, row: int) -> Song:
@@ -650,6 +708,10 @@ class SongIndex:
         row = self.row_of(song_id)
         excl = {song_id, *exclude}
         return self.search(self._rows[row], k, exclude=excl, search_k=search_k)
+
+
+def _unmask(bits: int, vocabulary: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v for i, v in enumerate(vocabulary) if bits >> i & 1)
 
 
 # ---- exact reference search -----------------------------------------------------------------
