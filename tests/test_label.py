@@ -56,14 +56,56 @@ def test_aggregate_is_a_weighted_probability_vector():
     assert v[0] == pytest.approx(0.75)
 
 
-def test_repeated_chorus_outweighs_a_single_verse(tmp_path):
-    # verse once (sad), chorus four times (joy): the song leads with joy
-    lyrics = "\n\n".join([SAD] + [JOY] * 4)
+def _label_one(tmp_path, lyrics: str, classifier=None):
     st = SongText("s1", "곡", "가수", lyrics)
-    label_songs([st], KeywordClassifier(), tmp_path / "c.jsonl", progress=False, log=lambda _: None)
-    song = Catalog.load(tmp_path / "c.jsonl").get("s1")
-    assert int(np.argmax(song.vector)) == index_of("기쁨")
-    assert song.extra["chunks"] == 5
+    label_songs([st], classifier or KeywordClassifier(), tmp_path / "c.jsonl", progress=False,
+                log=lambda _: None)
+    return Catalog.load(tmp_path / "c.jsonl").get("s1")
+
+
+def test_a_repeated_chorus_counts_once_not_four_times(tmp_path):
+    """Issue 11: a chorus sung four times used to outvote every verse (cliché lines won)."""
+    sad_verses = "\n\n".join([SAD, "우울해 비가 와\n혼자 걷는 길"])
+    song = _label_one(tmp_path, "\n\n".join([sad_verses] + [JOY] * 4))
+    assert int(np.argmax(song.vector)) == index_of("슬픔")
+    assert song.extra["chunks"] == 6  # all occurrences are still counted in the record
+
+
+def test_english_only_chunks_do_not_vote_when_there_is_korean(tmp_path):
+    """The classifier reads chat Korean; an English hook must not file the song elsewhere."""
+    hook = "\n\n".join(f"happy happy {i}\nlet's go" for i in range(3))
+    verses = "\n\n".join([SAD, "우울해 비가 와\n혼자 걷는 길에 눈물이 나\n지친 하루가 또 가"])
+    song = _label_one(tmp_path, "\n\n".join([verses, hook]))
+    assert int(np.argmax(song.vector)) == index_of("슬픔")
+    assert song.vector[index_of("슬픔")] > 0.8
+    assert song.lang == "mixed" and song.provenance["lang"]["source"] == "lyrics"
+
+
+def test_an_english_song_keeps_its_vector_with_low_confidence(tmp_path):
+    song = _label_one(tmp_path, "I feel so lonely tonight\nwalking alone")
+    assert song.lang == "en" and song.provenance["vector"]["confidence"] <= 0.3
+
+
+def test_chunks_are_weighed_by_the_classifiers_confidence(tmp_path):
+    """An undecided chunk (a flat vector) barely moves the song."""
+    class Unsure(KeywordClassifier):
+        def predict(self, texts):
+            out = super().predict(texts)
+            for r, t in enumerate(texts):
+                if "애매" in t:
+                    out[r] = [0.15, 0.15, 0.15, 0.15, 0.25, 0.15]
+            return out
+
+    song = _label_one(tmp_path, "\n\n".join([SAD] + [f"애매한 말 {i}" for i in range(5)]),
+                      Unsure())
+    assert int(np.argmax(song.vector)) == index_of("슬픔")
+
+
+def test_lyric_themes_come_from_a_lexicon_over_unique_lines(tmp_path):
+    lyrics = "\n".join(["헤어지자는 말", "이별이 와", "잊어야 하는데", "그리워 너를", "비가 와"] * 3)
+    song = _label_one(tmp_path, lyrics)
+    assert "이별" in song.themes and song.provenance["themes"]["source"] == "lyrics"
+    assert song.moods["lyrics"] == song.vector
 
 
 def _songs(n):

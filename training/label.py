@@ -7,12 +7,21 @@ repetitive, and its mood is carried by the parts a listener hears most. So:
 * **Split** — lyrics are cut into stanzas (blank lines), and each stanza into chunks of
   consecutive lines that fit the model's window (``max_chars`` ≈ the characters the model's
   ``max_length`` tokens cover), so nothing is silently truncated away.
-* **Weight** — identical chunks are classified once and weighted by how often they occur: a
-  chorus sung four times counts four times, as it does for the listener. Each occurrence is
-  also weighted by the square root of its length, so a two-word ad-lib ("oh yeah") does not
-  weigh as much as a full verse, without letting one long verse drown the rest.
+* **Drop repeats** — identical chunks are classified and counted once. (Counting a chorus four
+  times let one cliché line — "I love you", "oh yeah" — outvote every verse.)
+* **Only Korean votes** — the classifier was trained on Korean chat; an English-only chunk
+  ("Hype boy, 내가 말했지" is mixed and votes; "Cause I-I-I'm in the stars tonight" does not) gets
+  no weight unless the song has almost no Korean at all, in which case its vector is kept but
+  its confidence is low.
+* **Weigh by confidence** — each chunk is weighted by the square root of its length (a
+  two-word ad-lib weighs less than a verse) times how sure the classifier is about it
+  (1 − normalised entropy): an undecided chunk barely moves the song.
 * **Aggregate** — the song vector is the weighted mean of the chunk probabilities (still a
   probability vector, so cosine search and explanations read it like a message's vector).
+* **Profile** — the song is written as a format-2 profile: its lyric mood (``moods.lyrics``), a
+  lyric confidence for fusion, the lyric language and themes from a documented lexicon
+  (``training.profile.lyric_themes``), each with its provenance. ``moodtune catalog build``
+  later fuses it with editorial annotations.
 
 Songs without lyrics but with a short mood description the project wrote (``source:
 "description"``) go through the same classifier, one text per song. A description that names
@@ -40,7 +49,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexing.catalog import Catalog, Song, normalise
-from inference.emotions import LABELS, UnknownEmotionError, index_of
+from inference.emotions import LABELS, NUM_EMOTIONS, UnknownEmotionError, index_of
+from training.profile import entropy, hangul_ratio, lyric_language, lyric_themes
 
 __all__ = [
     "LabelReport",
@@ -163,12 +173,33 @@ def aggregate(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (v / v.sum()).astype(np.float32)
 
 
+#: A chunk votes as Korean when at least this share of its letters is Hangul.
+KOREAN_CHUNK = 0.3
+
+
 def _chunk_weights(chunks: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Unique chunks and their weights: occurrences × sqrt(length)."""
-    counts = Counter(chunks)
-    uniq = list(counts)
-    w = np.asarray([counts[c] * np.sqrt(len(c)) for c in uniq], dtype=np.float64)
+    """Unique chunks (repeats dropped) and their prior weights: sqrt(length), zero for chunks
+    that are not Korean — unless no chunk is, when all of them vote (an English song)."""
+    uniq = list(dict.fromkeys(chunks))
+    korean = np.asarray([hangul_ratio(c) >= KOREAN_CHUNK for c in uniq])
+    if not korean.any():
+        korean[:] = True
+    w = np.asarray([np.sqrt(len(c)) for c in uniq], dtype=np.float64) * korean
     return uniq, w
+
+
+def confidence_weights(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``prior × (1 − H(p)/log 6)``: a chunk the classifier is unsure about barely counts."""
+    certainty = 1.0 - entropy(probs) / np.log(NUM_EMOTIONS)
+    w = np.asarray(prior, dtype=np.float64) * np.clip(certainty, 0.02, 1.0)
+    return w if w.sum() > 0 else np.asarray(prior, dtype=np.float64)
+
+
+def lyric_confidence(chunks: Sequence[str]) -> float:
+    """How much to trust a lyric vector in fusion: more Korean chunks → surer (0.2 … 1.0)."""
+    uniq = list(dict.fromkeys(chunks))
+    korean = sum(1 for c in uniq if hangul_ratio(c) >= KOREAN_CHUNK)
+    return round(max(0.2, min(1.0, korean / 8)), 2)
 
 
 # ---------------------------------------------------------------------------------- readers
@@ -231,11 +262,31 @@ def read_described_jsonl(path: str | Path) -> Iterator[SongText]:
 
 
 # ---------------------------------------------------------------------------------- labelling
-def _song_from(st: SongText, vec: np.ndarray, n_chunks: int) -> Song:
-    extra = {**st.extra, "chunks": n_chunks}
-    return Song(song_id=st.song_id, title=st.title, artist=st.artist,
-                vector=tuple(float(x) for x in vec), album=st.album, genre=st.genre,
-                year=st.year, melon_id=st.melon_id, source=st.source, extra=extra)
+def _song_from(st: SongText, vec: np.ndarray, chunks: Sequence[str]) -> Song:
+    """A format-2 profile with what the text tells: mood, and for lyrics language and themes."""
+    vector = tuple(round(float(x), 6) for x in vec)
+    extra = {**st.extra, "chunks": len(chunks)}
+    source = st.source
+    if source == "lyrics":
+        conf = lyric_confidence(chunks)
+        lines = [ln for ln in st.text.splitlines() if ln.strip() and not _NOISE.match(ln)]
+        lang, lang_conf = lyric_language(lines)
+        themes = lyric_themes(lines)
+        provenance = {"vector": {"source": "lyrics", "confidence": conf},
+                      "lang": {"source": "lyrics", "confidence": lang_conf}}
+        if themes:
+            provenance["themes"] = {"source": "lyrics",
+                                    "confidence": round(max(c for _, c in themes), 2)}
+        return Song(song_id=st.song_id, title=st.title, artist=st.artist, vector=vector,
+                    album=st.album, genre=st.genre, year=st.year, melon_id=st.melon_id,
+                    source=source, extra=extra, lang=lang,
+                    themes=tuple(t for t, _ in themes), provenance=provenance,
+                    moods={"lyrics": vector})
+    return Song(song_id=st.song_id, title=st.title, artist=st.artist, vector=vector,
+                album=st.album, genre=st.genre, year=st.year, melon_id=st.melon_id,
+                source=source, extra=extra,
+                provenance={"vector": {"source": source, "confidence": 1.0}},
+                moods={source: vector})
 
 
 def _read_partial(path: Path) -> dict[str, Song]:
@@ -284,7 +335,7 @@ def label_songs(
     bar = tqdm(total=total, disable=not progress, unit="song", desc="labelling")
     bar.update(len(done))
     with partial.open("a", encoding="utf-8") as fh:
-        batch: list[tuple[SongText, list[str], np.ndarray, int]] = []
+        batch: list[tuple[SongText, list[str], np.ndarray, list[str]]] = []
 
         def flush() -> None:
             if not batch:
@@ -293,8 +344,9 @@ def label_songs(
             probs = classifier.predict(texts)
             report.chunks += len(texts)
             pos = 0
-            for st, chunks, w, n_total in batch:
-                vec = aggregate(probs[pos : pos + len(chunks)], w)
+            for st, chunks, w, all_chunks in batch:
+                p = probs[pos : pos + len(chunks)]
+                vec = aggregate(p, confidence_weights(p, w))
                 pos += len(chunks)
                 read = LABELS[int(np.argmax(vec))]
                 if st.intended and index_of(st.intended) != index_of(read):
@@ -303,7 +355,7 @@ def label_songs(
                     # wrong one. Hold it out and name it, so the sentence can be rewritten.
                     report.disagreed.append((st.title, st.artist, st.intended, read))
                     continue
-                song = _song_from(st, vec, n_total)
+                song = _song_from(st, vec, all_chunks)
                 fh.write(json.dumps(song.to_json(), ensure_ascii=False) + "\n")
                 done[song.song_id] = song
                 report.labelled += 1
@@ -329,7 +381,7 @@ def label_songs(
                 continue
             seen_keys.add(key)
             uniq, w = _chunk_weights(chunks)
-            batch.append((st, uniq, w, len(chunks)))
+            batch.append((st, uniq, w, chunks))
             if len(batch) >= songs_per_batch:
                 flush()
         flush()

@@ -1,11 +1,13 @@
-"""``moodtune label`` — label song texts with the classifier and write a catalogue.
+"""``moodtune label`` — label song texts with the classifier: the lyrics part of the profiles.
 
 Inputs can be combined: a crawl database (``moodtune crawl``), lyrics CSVs (``title,artist,
-genre,lyrics``) and the project's mood descriptions. The starter catalogue shipped in
-``indexing/data/catalog.jsonl`` is built with::
+genre,lyrics``) and the project's mood descriptions. Its output is a format-2 catalogue with the
+*lyrics* (and *description*) sources only; ``moodtune build-catalog`` fuses it with the
+editorial annotations into what the bot serves. The starter catalogue is built with::
 
     moodtune label --csv ../shared/data/songs/melon_lyrics.csv \\
-        --described training/data/described_songs.jsonl --out indexing/data/catalog.jsonl
+        --described training/data/described_songs.jsonl --out var/labelled.jsonl
+    moodtune build-catalog --labelled var/labelled.jsonl --out indexing/data/catalog.jsonl
 """
 
 from __future__ import annotations
@@ -69,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
                                    *(read_described_jsonl(p) for p in args.described)))
     report = label_songs(sources, clf, args.out, max_chars=args.max_chars,
                          resume=not args.restart, progress=not args.no_progress, total=total)
-    print(f"model {clf.fingerprint} ({clf.variant}); next: moodtune catalog stats --catalog "
-          f"{args.out} && moodtune index --catalog {args.out}")
+    print(f"model {clf.fingerprint} ({clf.variant}); next: moodtune build-catalog --labelled "
+          f"{args.out} --out var/catalog.jsonl")
     return 0 if report.labelled or report.skipped_done else 1
