@@ -331,7 +331,8 @@ class Recommender:
         tracks = [
             Track(song_id=r.song.song_id, title=r.song.title, artist=r.song.artist,
                   score=round(r.score, 4), vector=tuple(float(x) for x in r.song.vector),
-                  reason=explain(vec, r, explicit=source == "explicit"), link=r.song.link,
+                  reason=explain(vec, r, explicit=source == "explicit"),
+                  link=r.song.link_for(self.settings.link_kind),
                   album=r.song.album, genre=r.song.genre, year=r.song.year)
             for r in ranked
         ]

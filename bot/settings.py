@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
     catalog_path: Path | None = Field(None, description="Catalogue file; default: shipped starter.")
     index_dir: Path | None = Field(None, description="Annoy index dir; default DATA_DIR/index")
+    link_kind: Literal["auto", "melon", "youtube"] = Field(
+        "auto", description="Track links: Melon page when known else YouTube search (auto), "
+                            "always Melon (page or search), or always YouTube search.")
     annoy_n_trees: int = Field(10, ge=1, le=500)
     annoy_search_k: int = Field(1000, ge=-1)
 
