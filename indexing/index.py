@@ -41,6 +41,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -68,6 +69,7 @@ __all__ = [
     "IndexFingerprintError",
     "IndexLoadError",
     "IndexNotFoundError",
+    "SongFilter",
     "SongIndex",
     "SongIndexError",
     "UnknownSongError",
@@ -106,6 +108,25 @@ def facet_mask(values: Sequence[str], vocabulary: Sequence[str]) -> int:
         if v in vocabulary:
             bits |= 1 << vocabulary.index(v)
     return bits
+
+
+@dataclass(frozen=True, slots=True)
+class SongFilter:
+    """Hard constraints from a request ("힙합", "아이유", "운동할 때", "잔잔한"): a song must meet
+    every non-empty one. Lists mean "any of"."""
+
+    genres: tuple[str, ...] = ()
+    artists: tuple[str, ...] = ()
+    situations: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+    energy_min: float | None = None
+    energy_max: float | None = None
+    exclude_artists: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.genres or self.artists or self.situations or self.themes
+                    or self.energy_min is not None or self.energy_max is not None
+                    or self.exclude_artists)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -586,6 +607,67 @@ class SongIndex:
     def column(self, name: str) -> list[str]:
         """A whole string column (e.g. ``genre``, ``artist``) as a list; empty = unknown."""
         return self._cols[name].all()
+
+    def _codes(self, name: str) -> tuple[np.ndarray, dict[str, int]]:
+        """A string column as integer codes (cached): genre/artist filters in one numpy pass."""
+        cache = self.__dict__.setdefault("_code_cache", {})
+        if name not in cache:
+            with self._id_lock:
+                if name not in cache:
+                    values = self._cols[name].all()
+                    vocab: dict[str, int] = {}
+                    codes = np.fromiter((vocab.setdefault(v, len(vocab)) for v in values),
+                                        dtype=np.int32, count=len(values))
+                    cache[name] = (codes, vocab)
+        return cache[name]
+
+    def match_rows(self, flt: SongFilter) -> np.ndarray:
+        """Boolean mask of the songs that satisfy every constraint of ``flt``.
+
+        One vectorised pass per constraint (about 1 ms per constraint at 700k songs), so a
+        request like "운동할 때 듣는 힙합" never scans Python objects.
+        """
+        keep = np.ones(self._n, dtype=bool)
+        if flt.genres:
+            codes, vocab = self._codes("genre")
+            keep &= np.isin(codes, [vocab[g] for g in flt.genres if g in vocab])
+        if flt.artists:
+            codes, vocab = self._codes("artist")
+            keep &= np.isin(codes, [vocab[a] for a in flt.artists if a in vocab])
+        for name, vocab_ in _MASK_FACETS.items():
+            wanted = getattr(flt, name)
+            if wanted:
+                bits = facet_mask(wanted, vocab_)
+                keep &= (self._facets[name] & np.uint32(bits)) != 0
+        if flt.energy_min is not None or flt.energy_max is not None:
+            e = self._facets["energy"]
+            lo = -np.inf if flt.energy_min is None else flt.energy_min
+            hi = np.inf if flt.energy_max is None else flt.energy_max
+            keep &= (e >= lo) & (e <= hi)  # NaN (unknown) fails both: not a match
+        if flt.exclude_artists:
+            codes, vocab = self._codes("artist")
+            keep &= ~np.isin(codes, [vocab[a] for a in flt.exclude_artists if a in vocab])
+        return keep
+
+    def search_filtered(self, vec: Any, k: int, flt: SongFilter,
+                        exclude: Collection[str] = ()) -> list[tuple[Song, float]]:
+        """The ``k`` songs closest in mood among those matching ``flt`` (exact cosine).
+
+        Exact rather than Annoy: a filter can leave a handful of songs anywhere in the mood
+        space, where Annoy's nearest candidates might contain none of them. Over the matching
+        rows only, a normalised matmul is cheap (a few ms for 100k matches).
+        """
+        rows = np.flatnonzero(self.match_rows(flt))
+        if exclude and len(rows):
+            excl = _as_set(exclude)
+            rows = np.asarray([r for r in rows if self._ids[int(r)] not in excl], dtype=np.int64)
+        if not len(rows):
+            return []
+        q = _unit_query(vec).astype(np.float32)
+        v = self._rows[rows]
+        sims = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)) @ q
+        top = np.argsort(-sims, kind="stable")[: _check_k(k)]
+        return [(self.song_at(int(rows[i])), float(sims[i])) for i in top]
 
     def _ids_to_rows(self) -> dict[str, int]:
         # Built on first use (~0.3 s at 700k songs) so that plain searches never pay for it.

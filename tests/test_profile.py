@@ -216,3 +216,26 @@ def test_the_shipped_editorial_files_are_valid():
     records = read_editorial()
     assert len(records) >= 500
     assert all(r.mood in LABELS for r in records)
+
+
+def test_filtered_search_finds_matching_songs_anywhere_in_mood_space(tmp_path):
+    from indexing.index import SongFilter
+
+    songs = [profiled(f"s{i}", title=f"t{i}", artist=f"a{i % 7}", vector=onehotish(LABELS[i % 6]),
+                      genre="랩/힙합" if i % 10 == 0 else "발라드",
+                      energy=(i % 10) / 10, situations=("운동",) if i % 3 == 0 else ("잠",))
+             for i in range(200)]
+    with SongIndex.load(build_index(Catalog(songs), tmp_path / "idx")) as index:
+        sad = onehotish("슬픔")
+        hits = index.search_filtered(sad, 5, SongFilter(genres=("랩/힙합",)))
+        assert len(hits) == 5 and all(s.genre == "랩/힙합" for s, _ in hits)
+        both = index.search_filtered(sad, 50, SongFilter(genres=("랩/힙합",),
+                                                         situations=("운동",), energy_min=0.0))
+        assert both and all(s.genre == "랩/힙합" and "운동" in s.situations for s, _ in both)
+        calm = index.search_filtered(sad, 50, SongFilter(energy_max=0.3))
+        assert all(s.energy <= 0.3 for s, _ in calm)
+        assert index.search_filtered(sad, 5, SongFilter(artists=("nobody",))) == []
+        excl = {s.song_id for s, _ in hits}
+        again = index.search_filtered(sad, 5, SongFilter(genres=("랩/힙합",)), exclude=excl)
+        assert excl.isdisjoint({s.song_id for s, _ in again})
+        assert not SongFilter() and SongFilter(artists=("a1",))
