@@ -1,4 +1,13 @@
-"""The skill server's HTTP layer: routes, body reading, middleware, ``create_app`` and ``serve``."""
+"""The skill server's HTTP layer: routes, body reading, middleware, ``create_app`` and ``serve``.
+
+    parse (400 on anything malformed, 408 on a body that never finishes, 413 on a huge one)
+    → callback URL policy (400) → rate-limit → engine → render (validated) → JSON
+
+Clients that misbehave at the transport level are the HTTP layer's job: a body is read under
+``KAKAO_BODY_TIMEOUT_S``; idle connections and headers that never end are closed after three
+times that; a client that hangs up mid-request is logged at DEBUG and counted as 499 (nginx's
+"client closed request"), not as a server error. ``/metrics`` can require a bearer token.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +24,28 @@ import aiohttp
 from aiohttp import web
 
 from bot.engine import Recommender
-from bot.kakao.parse import SkillRequestError, parse_skill_request
-from bot.kakao.render import rate_limited_response
-from bot.kakao.skill import ANSWER_DEADLINE_S, _Skill
+from bot.kakao.callback import (
+    REQUEST_DNS_TIMEOUT_S,
+    CallbackRefusedError,
+    CheckedResolver,
+    check_callback_url,
+    resolve_checked,
+)
+from bot.kakao.parse import SkillRequest, SkillRequestError, parse_skill_request
+from bot.kakao.skill import ANSWER_DEADLINE_S, Skill
 from bot.observability import Metrics
 from bot.settings import Settings
 
 log = logging.getLogger("moodtune.kakao")
 
+__all__ = ["SECRET_HEADER", "SKILL_KEY", "SKILL_PATH", "create_app", "runner_options", "serve"]
+
 SKILL_PATH = "/kakao/skill"
 SECRET_HEADER = "X-Moodtune-Secret"
+#: Status recorded for a request whose client disconnected before the answer (nginx's code).
+CLIENT_CLOSED = 499
 
-SKILL_KEY: web.AppKey[_Skill] = web.AppKey("moodtune_kakao_skill", _Skill)
-METRICS_KEY: web.AppKey[Metrics] = web.AppKey("moodtune_metrics", Metrics)
+SKILL_KEY: web.AppKey[Skill] = web.AppKey("moodtune_kakao_skill", Skill)
 
 
 class _HTTPError(Exception):
@@ -35,6 +53,10 @@ class _HTTPError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _ClientGone(Exception):
+    """The client hung up while we read its request."""
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -50,15 +72,22 @@ def _check_secret(request: web.Request, settings: Settings) -> None:
         raise _HTTPError(401, f"missing or wrong {SECRET_HEADER} header")
 
 
-async def _read_json(request: web.Request, limit: int) -> object:
+async def _read_json(request: web.Request, limit: int, timeout: float) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise _HTTPError(413, f"request body is {request.content_length} bytes; "
                               f"the limit is {limit} (KAKAO_MAX_BODY_BYTES)")
     try:
-        raw = await request.read()  # stops at client_max_size even without Content-Length
+        # read() stops at client_max_size even without Content-Length; the timeout stops a
+        # client that sends headers and then trickles (or never sends) the body.
+        raw = await asyncio.wait_for(request.read(), timeout)
     except web.HTTPRequestEntityTooLarge:
         raise _HTTPError(413, f"request body exceeds {limit} bytes (KAKAO_MAX_BODY_BYTES)"
                          ) from None
+    except TimeoutError:
+        raise _HTTPError(408, f"request body not received within {timeout:g} s "
+                              "(KAKAO_BODY_TIMEOUT_S)") from None
+    except (ConnectionError, aiohttp.ClientConnectionError) as exc:
+        raise _ClientGone(type(exc).__name__) from None
     if not raw.strip():
         raise _HTTPError(400, "request body is empty; expected a Kakao SkillPayload JSON object")
     try:
@@ -68,58 +97,91 @@ async def _read_json(request: web.Request, limit: int) -> object:
         raise _HTTPError(400, f"request body is not valid JSON ({reason})") from None
 
 
-async def skill_handler(request: web.Request) -> web.Response:
-    """POST /kakao/skill — parse, rate-limit, answer (see ``_Skill.respond``)."""
-    skill = request.app[SKILL_KEY]
+async def _check_callback(req: SkillRequest, settings: Settings) -> None:
+    """The callback URL's policy, before any work: URL checks, then the name's addresses.
+
+    A name that does not resolve in time is left to the delivery (which checks again and
+    fails safe); a name that resolves to a forbidden address is refused now.
+    """
+    if req.callback_url is None:
+        return
+    target = check_callback_url(req.callback_url, settings)
+    if target.ip is not None or settings.kakao_callback_allow_insecure:
+        return
     try:
-        _check_secret(request, skill.settings)
-        body = await _read_json(request, skill.settings.kakao_max_body_bytes)
+        await asyncio.wait_for(resolve_checked(target.host, target.port, settings),
+                               REQUEST_DNS_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        log.info("callback host %s did not resolve now (%s); the delivery will check again",
+                 target.host, type(exc).__name__)
+
+
+async def skill_handler(request: web.Request) -> web.Response:
+    """POST /kakao/skill — read, parse, check the callback URL, then let the skill answer."""
+    skill = request.app[SKILL_KEY]
+    settings = skill.settings
+    try:
+        _check_secret(request, settings)
+        body = await _read_json(request, settings.kakao_max_body_bytes,
+                                settings.kakao_body_timeout_s)
         req = parse_skill_request(body)
+        await _check_callback(req, settings)
     except _HTTPError as exc:
-        return _error(exc.status, exc.message)
+        resp = _error(exc.status, exc.message)
+        if exc.status in (408, 413):
+            resp.force_close()  # the rest of the body is not worth waiting for
+        return resp
     except SkillRequestError as exc:
         return _error(400, str(exc))
-    wait = skill.limiter.hit(req.user_id)
-    if wait is not None:
-        skill.rate_limited.inc(channel="kakao")
-        skill.replies.inc(kind="rate_limited")
-        return web.json_response(rate_limited_response(wait, skill.limiter.per_minute))
-    return web.json_response(await skill.respond(req))
+    except CallbackRefusedError as exc:
+        skill.callbacks.inc(outcome="refused")
+        log.warning("callback URL refused: %s", exc)
+        return _error(400, str(exc))
+    return web.json_response(await skill.handle(req))
 
 
 async def healthz_handler(request: web.Request) -> web.Response:
-    """GET /healthz — liveness plus what is being served (for deploy checks)."""
+    """GET /healthz — the engine's health (songs served, database writable) plus uptime.
+
+    503 when degraded, so a load balancer stops sending traffic to a replica whose disk is
+    read-only even though it still answers reads.
+    """
     skill = request.app[SKILL_KEY]
-    engine = skill.engine
-    index = engine.index
-    try:
-        songs = len(index)
-    except Exception:
-        songs = 0
-    body = {
-        "status": "ok" if songs > 0 else "degraded",
-        "songs": songs,
-        "model_fingerprint": getattr(engine.classifier, "fingerprint", None),
-        "index_fingerprint": getattr(index, "fingerprint", None),
-        "store": engine.store is not None,
-        "cf": getattr(engine, "cf", None) is not None,
-        "uptime_s": round(time.time() - skill.started, 1),
-    }
-    return web.json_response(body, status=200 if songs > 0 else 503)
+    health = await skill.engine.health()
+    skill.songs.set(health.get("songs", 0))
+    body = {**health, "uptime_s": round(time.time() - skill.started, 1)}
+    return web.json_response(body, status=200 if health.get("status") == "ok" else 503)
+
+
+def _metrics_allowed(request: web.Request, settings: Settings) -> bool:
+    if settings.metrics_token is None:
+        return True
+    expected = b"Bearer " + settings.metrics_token.get_secret_value().encode("utf-8")
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, expected)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """GET /metrics — Prometheus text format."""
+    """GET /metrics — Prometheus text format (the engine's registry, Kakao's metrics in it)."""
     skill = request.app[SKILL_KEY]
+    if not _metrics_allowed(request, skill.settings):
+        return _error(401, "missing or wrong 'Authorization: Bearer <token>' (METRICS_TOKEN)",
+                      headers={"WWW-Authenticate": 'Bearer realm="moodtune-metrics"'})
     with contextlib.suppress(Exception):
         skill.songs.set(len(skill.engine.index))
-    return web.Response(body=request.app[METRICS_KEY].render().encode("utf-8"),
+    return web.Response(body=skill.metrics.render().encode("utf-8"),
                         headers={"Content-Type": Metrics.CONTENT_TYPE})
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _observe_middleware(metrics: Metrics) -> Any:
     requests = metrics.counter("moodtune_http_requests_total",
-                               "HTTP requests by adapter, route, method and status.",
+                               "HTTP requests by adapter, route, method and status "
+                               "(499: the client closed the connection first).",
                                ["adapter", "route", "method", "status"])
     latency = metrics.histogram("moodtune_http_request_seconds",
                                 "HTTP request latency by adapter and route.",
@@ -143,6 +205,15 @@ def _observe_middleware(metrics: Metrics) -> Any:
                 raise
             return _error(status, exc.reason, headers={
                 k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client disconnects; a shutdown does too.
+            status = CLIENT_CLOSED if _client_gone(request) else 503
+            log.debug("client closed the connection during %s %s", request.method, route)
+            raise
+        except (_ClientGone, ConnectionError, aiohttp.ClientConnectionError):
+            status = CLIENT_CLOSED
+            log.debug("client closed the connection during %s %s", request.method, route)
+            return _error(CLIENT_CLOSED, "client closed the connection")
         except Exception:
             log.exception("unhandled error on %s", route)
             return _error(500, "internal error; the request was logged")
@@ -153,27 +224,31 @@ def _observe_middleware(metrics: Metrics) -> Any:
     return observe
 
 
-def create_app(recommender: Recommender, settings: Settings, *, metrics: Metrics | None = None,
+def create_app(recommender: Recommender, settings: Settings, *,
                deadline_s: float = ANSWER_DEADLINE_S) -> web.Application:
     """The skill server as an aiohttp app (routes, limits, metrics, callback client session).
 
-    ``metrics`` lets adapters share one registry (Discord and Kakao in one process);
-    ``deadline_s`` is how long to wait for the engine when there is no callback URL.
+    Metrics go to the engine's registry (``recommender.metrics``), so one ``/metrics`` shows
+    the engine's own numbers and every adapter's. ``deadline_s`` is how long to wait for the
+    engine when there is no callback URL.
     """
-    metrics = metrics or Metrics()
+    skill = Skill(recommender, settings, deadline_s)
     app = web.Application(client_max_size=settings.kakao_max_body_bytes,
-                          middlewares=[_observe_middleware(metrics)])
-    skill = _Skill(recommender, settings, metrics, deadline_s)
+                          middlewares=[_observe_middleware(skill.metrics)])
     app[SKILL_KEY] = skill
-    app[METRICS_KEY] = metrics
 
     async def client_session(app: web.Application) -> AsyncIterator[None]:
-        skill.session = aiohttp.ClientSession(headers={"Content-Type": "application/json"})
+        # Every delivery resolves afresh through the checking resolver (no DNS cache), and at
+        # most max_deliveries connections are open at once.
+        connector = aiohttp.TCPConnector(resolver=CheckedResolver(settings), use_dns_cache=False,
+                                         limit=skill.max_deliveries)
+        skill.session = aiohttp.ClientSession(connector=connector,
+                                              headers={"Content-Type": "application/json"})
         try:
             yield
         finally:
-            if skill.pending:  # let answers already on their way land, briefly
-                _, still = await asyncio.wait(set(skill.pending), timeout=2.0)
+            if skill.deliveries:  # let answers already on their way land, briefly
+                _, still = await asyncio.wait(set(skill.deliveries), timeout=2.0)
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
@@ -187,11 +262,21 @@ def create_app(recommender: Recommender, settings: Settings, *, metrics: Metrics
     return app
 
 
-async def serve(recommender: Recommender, settings: Settings, *,
-                metrics: Metrics | None = None) -> None:
-    """Run the skill server on ``settings.kakao_host:kakao_port`` until cancelled."""
-    app = create_app(recommender, settings, metrics=metrics)
-    runner = web.AppRunner(app, access_log=None)  # the middleware logs/metrics instead
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """``AppRunner`` options: no access log (the middleware logs and counts instead), and idle
+    connections — including ones whose headers never end — closed after 3 × the body timeout
+    (aiohttp's default holds them for an hour)."""
+    return {"access_log": None, "keepalive_timeout": settings.kakao_body_timeout_s * 3}
+
+
+async def serve(recommender: Recommender, settings: Settings) -> None:
+    """Run the skill server on ``settings.kakao_host:kakao_port`` until cancelled.
+
+    ``handler_cancellation``: when Kakao hangs up (its 5 s passed), the handler is cancelled
+    and its engine work with it, so an abandoned request stops holding an engine slot.
+    """
+    app = create_app(recommender, settings)
+    runner = web.AppRunner(app, handler_cancellation=True, **runner_options(settings))
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.kakao_host, settings.kakao_port)

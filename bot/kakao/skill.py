@@ -1,186 +1,228 @@
-"""The skill itself: route a request to the engine inside Kakao's 5-second deadline."""
+"""The skill: route one parsed request to the engine and answer inside Kakao's 5-second deadline.
+
+* **Deadline.** When the engine is slow and the request carries a ``callbackUrl``, answer
+  ``useCallback`` at once and POST the real answer there when it is ready (valid once, for a
+  minute). Without one, wait up to ``deadline_s`` and then say politely that we are slow — a
+  late answer is a lost answer on Kakao.
+* **Capacity.** The engine admits at most ``ENGINE_MAX_PENDING`` requests (every adapter, direct
+  and callback alike) and refuses the rest at once with :class:`EngineBusyError`; we turn that
+  into the "busy" reply immediately — no callback ack for work we will not do. Deliveries still
+  in flight are capped the same way, since each outlives its engine slot while Kakao takes the
+  POST.
+* **Budgets.** Recommendations and feedback taps are rate-limited separately per user, so
+  tapping "좋아요" never costs a recommendation.
+* **Feedback and privacy** go through the engine only (``feedback_answer``, ``last_answer``,
+  ``forget_user``): the adapter keeps no per-user state but a short-lived, bounded note that a
+  user asked to delete their data.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import hmac
 import logging
+import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.engine import InputTooLongError, Recommendation, Recommender
-from bot.engine import SongNotInCatalogError as UnknownSongError
-from bot.feedback import KAKAO_REPLIES, Signal
-from bot.kakao.parse import FeedbackTap, SkillRequest, _has_words, _is_blank
+from bot.engine import (
+    EngineBusyError,
+    EngineError,
+    FeedbackUnavailableError,
+    InputTooLongError,
+    Recommender,
+    UnknownAnswerError,
+)
+from bot.feedback import Signal
+from bot.kakao.callback import CallbackRefusedError
+from bot.kakao.parse import Command, FeedbackTap, SkillRequest, has_words, is_blank
 from bot.kakao.render import (
-    _REPLY_FOR_SIGNAL,
+    TEXT_BUSY,
     TEXT_EMPTY,
     TEXT_ERROR,
     TEXT_FEEDBACK,
     TEXT_FEEDBACK_DUP,
     TEXT_FEEDBACK_FAILED,
+    TEXT_FORGET_CANCELLED,
+    TEXT_FORGET_EXPIRED,
+    TEXT_FORGET_FAILED,
     TEXT_NO_REC,
     TEXT_NO_WORDS,
     TEXT_TIMEOUT,
+    busy_response,
     callback_ack,
+    feedback_response,
+    forget_done_response,
+    forget_question_response,
+    help_response,
     mood_quick_replies,
+    rate_limited_response,
     recommendation_response,
     text_response,
     top_mood,
 )
-from bot.observability import Metrics, user_ref
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
+from bot.userstate import UserStateCache
 from inference.emotions import parse_emotion
 
 log = logging.getLogger("moodtune.kakao")
+
+__all__ = ["ANSWER_DEADLINE_S", "CALLBACK_TTL_S", "FORGET_CONFIRM_S", "Skill"]
 
 #: Without a callback URL we must answer inside Kakao's 5 s; leave room for the network.
 ANSWER_DEADLINE_S = 4.5
 #: A callback URL is valid for one minute; give up on delivering a little before that.
 CALLBACK_TTL_S = 55.0
 CALLBACK_POST_TIMEOUT_S = 10.0
+#: How long a "내 정보 삭제" question waits for its "삭제할게요".
+FORGET_CONFIRM_S = 120.0
+#: Users with a pending deletion question held at once (oldest dropped past it).
+FORGET_PENDING_MAX = 10_000
+#: Routes that run the engine's recommender (and so may need the callback flow).
+_ENGINE_ROUTES = frozenset({Command.RECOMMEND, Command.FEEDBACK})
+
+Reply = tuple[str, dict[str, Any], str | None]  # (kind for metrics/logs, response, rec_id)
 
 
-@dataclass(frozen=True, slots=True)
-class _LastRec:
-    rec_id: str
-    song_ids: tuple[str, ...]
-    mood: str
+class Skill:
+    """State and steps behind ``POST /kakao/skill`` (one per app)."""
 
-
-class _LastRecs:
-    """Bounded per-user memory of the last recommendation shown.
-
-    Quick replies carry everything feedback needs; this only covers a user who *types*
-    "다른 노래" (or a Kakao fallback block that drops ``extra``). Memory stays bounded however
-    many users the channel has.
-    """
-
-    def __init__(self, max_users: int = 10_000) -> None:
-        self._max = max_users
-        self._d: OrderedDict[str, _LastRec] = OrderedDict()
-
-    def put(self, user: str, rec: Recommendation) -> None:
-        self._d[user] = _LastRec(rec.rec_id, tuple(t.song_id for t in rec.tracks), top_mood(rec))
-        self._d.move_to_end(user)
-        while len(self._d) > self._max:
-            self._d.popitem(last=False)
-
-    def get(self, user: str) -> _LastRec | None:
-        return self._d.get(user)
-
-
-class _Skill:
-    """State and steps behind ``POST /kakao/skill`` (one instance per app)."""
-
-    def __init__(self, recommender: Recommender, settings: Settings, metrics: Metrics,
-                 deadline_s: float) -> None:
-        self.engine = recommender
+    def __init__(self, engine: Recommender, settings: Settings,
+                 deadline_s: float = ANSWER_DEADLINE_S) -> None:
+        self.engine = engine
         self.settings = settings
         self.deadline_s = deadline_s
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.last = _LastRecs()
+        self.feedback_limiter = RateLimiter(settings.feedback_rate_limit_per_minute)
+        self.clock: Callable[[], float] = time.monotonic
+        # Who asked "내 정보 삭제" and the token their "삭제할게요" must carry. Bounded by count
+        # and by age (the cache's TTL is the confirmation window).
+        self.forget_pending = UserStateCache(FORGET_PENDING_MAX, FORGET_CONFIRM_S,
+                                             clock=lambda: self.clock())
         self.session: aiohttp.ClientSession | None = None
-        self.pending: set[asyncio.Task[None]] = set()
+        self.deliveries: set[asyncio.Task[None]] = set()
+        self.max_deliveries = settings.engine_max_pending
         self.started = time.time()
-        # The store distinguishes per-track from per-message feedback (``scope``); pass it
-        # through as soon as the engine's feedback() accepts it.
-        try:
-            self._scoped = "scope" in inspect.signature(recommender.feedback).parameters
-        except (TypeError, ValueError):
-            self._scoped = False
-        m = metrics
-        self.metrics = m
+        # The engine's registry: its own metrics (latency, errors, busy, feedback) are there
+        # already; only Kakao-specific ones are added.
+        m = self.metrics = engine.metrics
         self.replies = m.counter("moodtune_kakao_replies_total",
                                  "Kakao skill answers by kind.", ["kind"])
-        self.feedbacks = m.counter("moodtune_feedback_total",
-                                   "Feedback events recorded, by channel and signal.",
-                                   ["channel", "signal"])
-        self.engine_errors = m.counter("moodtune_engine_errors_total",
-                                       "Engine calls that failed, by channel and error class.",
-                                       ["channel", "error"])
-        self.engine_seconds = m.histogram("moodtune_engine_seconds",
-                                          "Engine call latency by channel and operation.",
-                                          ["channel", "op"])
         self.callbacks = m.counter("moodtune_kakao_callbacks_total",
-                                   "Answers delivered to Kakao callback URLs, by outcome.",
-                                   ["outcome"])
+                                   "Kakao callback URLs by outcome (ok, refused, redirect, "
+                                   "http_error, error, expired, cancelled).", ["outcome"])
         self.in_flight = m.gauge("moodtune_kakao_callbacks_in_flight",
                                  "Callback answers still being prepared or posted.")
         self.songs = m.gauge("moodtune_index_songs", "Songs in the serving index.")
         self.rate_limited = m.counter("moodtune_rate_limited_total",
                                       "Requests refused by the per-user rate limit.", ["channel"])
 
-    # -- top level: deadline and callback ---------------------------------------------------
-    async def respond(self, req: SkillRequest) -> dict[str, Any]:
-        """Answer within Kakao's deadline: directly, via the callback URL, or with a busy note."""
-        work = asyncio.ensure_future(self.answer(req))
-        budget = (self.settings.kakao_callback_after_ms / 1000 if req.callback_url
-                  else self.deadline_s)
+    # -- top level ----------------------------------------------------------------------------
+    def route(self, req: SkillRequest) -> Command:
+        """The command words name, resolved against state: "취소" cancels only a pending
+        deletion; otherwise it is an ordinary message."""
+        if req.command is Command.FORGET_CANCEL and self.forget_pending.peek(req.user_id) is None:
+            return Command.RECOMMEND
+        return req.command
+
+    async def handle(self, req: SkillRequest) -> dict[str, Any]:
+        """Rate-limit (per kind of request), then answer within the deadline."""
+        route = self.route(req)
+        engine_budget = route is Command.RECOMMEND
+        limiter = self.limiter if engine_budget else self.feedback_limiter
+        wait = limiter.hit(req.user_id)
+        if wait is not None:
+            self.rate_limited.inc(channel="kakao")
+            self.replies.inc(kind="rate_limited")
+            return rate_limited_response(wait, limiter.per_minute, feedback=not engine_budget)
+        return await self.respond(req, route)
+
+    async def respond(self, req: SkillRequest, route: Command) -> dict[str, Any]:
+        """Answer within Kakao's deadline: directly, via the callback URL, or with a note."""
+        callback = req.callback_url if route in _ENGINE_ROUTES else None
+        if callback and len(self.deliveries) >= self.max_deliveries:
+            self.replies.inc(kind="busy")
+            log.warning("callback deliveries at their cap (%d); answering busy",
+                        self.max_deliveries, extra={"user": self.engine.user_ref(req.user_id)})
+            return busy_response(TEXT_BUSY)
+        work = asyncio.ensure_future(self.answer(req, route))
+        budget = (self.settings.kakao_callback_after_ms / 1000 if callback else self.deadline_s)
         try:
             done, _ = await asyncio.wait({work}, timeout=budget)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client went away: stop the engine work too
             work.cancel()
             raise
         if done:
             return work.result()
-        if req.callback_url:
-            task = asyncio.create_task(self._deliver(req, work))
-            self.pending.add(task)
-            task.add_done_callback(self.pending.discard)
+        if callback:
+            task = asyncio.create_task(self._deliver(callback, work))
+            self.deliveries.add(task)
+            task.add_done_callback(self.deliveries.discard)
             self.replies.inc(kind="callback")
             return callback_ack()
         work.cancel()
         self.replies.inc(kind="timeout")
         log.warning("engine missed the %.1fs deadline", budget,
-                    extra={"user": user_ref(req.user_id)})
+                    extra={"user": self.engine.user_ref(req.user_id)})
         return text_response(TEXT_TIMEOUT)
 
-    async def _deliver(self, req: SkillRequest, work: asyncio.Future[dict[str, Any]]) -> None:
-        """POST the late answer to the callback URL; failures are logged, never raised."""
-        assert req.callback_url is not None
-        host = urlsplit(req.callback_url).hostname  # the full URL is a one-time credential
+    async def _deliver(self, url: str, work: asyncio.Future[dict[str, Any]]) -> None:
+        """POST the late answer to the callback URL; failures are logged, never raised.
+
+        No redirects: a 3xx would send the answer (and our POST) wherever the other side says.
+        The session's resolver re-checks the host's addresses at connect time.
+        """
+        host = urlsplit(url).hostname  # the full URL is a one-time credential: log the host
         self.in_flight.inc()
+        outcome = "error"
         try:
             try:
                 body = await asyncio.wait_for(work, CALLBACK_TTL_S)
             except TimeoutError:
-                self.callbacks.inc(outcome="expired")
+                outcome = "expired"
                 log.warning("answer not ready before the callback URL expired",
                             extra={"callback_host": host})
                 return
             if self.session is None:
                 raise RuntimeError("callback session not started")
             async with self.session.post(
-                    req.callback_url, json=body,
+                    url, json=body, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=CALLBACK_POST_TIMEOUT_S)) as resp:
-                await resp.read()
-                if resp.status >= 400:
-                    self.callbacks.inc(outcome="http_error")
-                    log.warning("callback POST answered HTTP %d", resp.status,
-                                extra={"callback_host": host})
-                    return
-            self.callbacks.inc(outcome="ok")
+                status = resp.status
+            if 300 <= status < 400:
+                outcome = "redirect"
+                log.warning("callback POST answered a redirect (HTTP %d); not followed", status,
+                            extra={"callback_host": host})
+            elif status >= 400:
+                outcome = "http_error"
+                log.warning("callback POST answered HTTP %d", status,
+                            extra={"callback_host": host})
+            else:
+                outcome = "ok"
         except asyncio.CancelledError:
-            self.callbacks.inc(outcome="cancelled")
+            outcome = "cancelled"
             raise
         except Exception as exc:
-            self.callbacks.inc(outcome="error")
-            log.warning("callback POST failed: %s", type(exc).__name__,
-                        extra={"callback_host": host})
+            refused = _refusal(exc)
+            if refused is not None:
+                outcome = "refused"
+                log.warning("callback refused at delivery: %s", refused,
+                            extra={"callback_host": host})
+            else:
+                log.warning("callback POST failed: %s", type(exc).__name__,
+                            extra={"callback_host": host})
         finally:
+            self.callbacks.inc(outcome=outcome)
             self.in_flight.dec()
 
-    # -- what to answer --------------------------------------------------------------------
-    async def answer(self, req: SkillRequest) -> dict[str, Any]:
-        """Route one request (feedback tap or mood message) to the engine and render the result.
+    # -- what to answer -----------------------------------------------------------------------
+    async def answer(self, req: SkillRequest, route: Command) -> dict[str, Any]:
+        """Route one request to the engine and render the result.
 
         Never raises (except cancellation): every failure becomes a polite text, because the
         same answer may be posted to a callback URL where an exception would be lost.
@@ -188,21 +230,24 @@ class _Skill:
         t0 = time.perf_counter()
         kind, resp, rec_id = "error", text_response(TEXT_ERROR), None
         try:
-            tap = req.tap
-            typed = KAKAO_REPLIES.get(req.utterance.strip())
-            if tap is None and typed is not None:
-                last = self.last.get(req.engine_user)
-                tap = FeedbackTap(last.rec_id, typed, last.song_ids, last.mood) if last else None
-                if tap is None:
-                    kind, resp = "prompt", text_response(TEXT_NO_REC, mood_quick_replies())
-            if tap is not None:
-                kind, resp, rec_id = await self._feedback(req, tap)
-            elif typed is None:
+            if route is Command.HELP:
+                kind, resp = "help", help_response()
+            elif route is Command.FORGET:
+                kind, resp = "forget_ask", self._ask_forget(req)
+            elif route is Command.FORGET_CONFIRM:
+                kind, resp = await self._forget(req)
+            elif route is Command.FORGET_CANCEL:
+                self.forget_pending.pop(req.user_id)
+                kind, resp = "forget_cancel", text_response(TEXT_FORGET_CANCELLED,
+                                                            mood_quick_replies())
+            elif route is Command.FEEDBACK and req.tap is not None:
+                kind, resp, rec_id = await self._feedback(req, req.tap)
+            else:
                 kind, resp, rec_id = await self._recommend(req)
         except Exception:
-            log.exception("kakao answer failed", extra={"user": user_ref(req.user_id)})
+            log.exception("kakao answer failed", extra={"user": self.engine.user_ref(req.user_id)})
         self.replies.inc(kind=kind)
-        fields: dict[str, Any] = {"user": user_ref(req.user_id), "kind": kind,
+        fields: dict[str, Any] = {"user": self.engine.user_ref(req.user_id), "kind": kind,
                                   "ms": round((time.perf_counter() - t0) * 1000, 1)}
         if rec_id:
             fields["rec_id"] = rec_id
@@ -211,87 +256,95 @@ class _Skill:
         log.info("kakao answer", extra=fields)
         return resp
 
-    async def _recommend(self, req: SkillRequest, mood: str | None = None, intro: str | None = None
-                         ) -> tuple[str, dict[str, Any], str | None]:
+    async def _recommend(self, req: SkillRequest, mood: str | None = None,
+                         intro: str | None = None) -> Reply:
         text = req.utterance
         if mood is None:
-            if _is_blank(text):
+            if is_blank(text):
                 return "prompt", text_response(TEXT_EMPTY, mood_quick_replies()), None
-            if not _has_words(text) and parse_emotion(text) is None:
+            if not has_words(text) and parse_emotion(text) is None:
                 return "prompt", text_response(TEXT_NO_WORDS, mood_quick_replies()), None
-        t0 = time.perf_counter()
         try:
             if mood is None:  # explicit moods ("/mood 평화", "슬픔") are the engine's to spot
                 rec = await self.engine.recommend(req.engine_user, text, channel="kakao")
             else:
                 rec = await self.engine.recommend_mood(req.engine_user, mood, channel="kakao")
-        except InputTooLongError as exc:
-            return "too_long", text_response(str(exc)), None
-        except UnknownSongError as exc:
-            return "engine_error", text_response(str(exc)), None
-        except Exception as exc:
-            self.engine_errors.inc(channel="kakao", error=type(exc).__name__)
+        except EngineBusyError as exc:
+            return "busy", busy_response(str(exc)), None
+        except EngineError as exc:  # too long, and the like: the message says what to do
+            kind = "too_long" if isinstance(exc, InputTooLongError) else "engine_error"
+            return kind, text_response(str(exc)), None
+        except Exception as exc:  # the engine counted it (moodtune_engine_errors_total)
             log.error("recommend failed: %s", type(exc).__name__, exc_info=True,
-                      extra={"user": user_ref(req.user_id)})
+                      extra={"user": self.engine.user_ref(req.user_id)})
             return "error", text_response(TEXT_ERROR), None
-        finally:
-            self.engine_seconds.observe(time.perf_counter() - t0, channel="kakao",
-                                        op="recommend")
-        self.last.put(req.engine_user, rec)
-        return ("more" if mood else "recommendation"), recommendation_response(rec, intro), rec.rec_id
+        kind = "more" if mood else "recommendation"
+        return kind, recommendation_response(rec, intro), rec.rec_id
 
-    async def _feedback(self, req: SkillRequest, tap: FeedbackTap
-                        ) -> tuple[str, dict[str, Any], str | None]:
-        song_ids = tap.song_ids
-        last = self.last.get(req.engine_user)
-        if not song_ids and last is not None and last.rec_id == tap.rec_id:
-            song_ids = last.song_ids
-        new, failed = await self._record(req, tap.rec_id, song_ids, tap.signal)
+    async def _feedback(self, req: SkillRequest, tap: FeedbackTap) -> Reply:
+        """Whole-answer feedback; a tap names its answer, a typed word means the last one."""
+        rec_id, mood = tap.rec_id, tap.mood
+        if rec_id is None or (mood is None and tap.signal is Signal.SKIP):
+            last = await self.engine.last_answer(req.engine_user)
+            if last is not None and rec_id in (None, last.rec_id):
+                rec_id = last.rec_id
+                mood = mood or top_mood(last.emotion)
+        if rec_id is None:
+            return "prompt", text_response(TEXT_NO_REC, mood_quick_replies()), None
+        new, problem = 0, None
+        try:
+            new = await self.engine.feedback_answer(req.engine_user, rec_id, tap.signal,
+                                                    channel="kakao")
+        except UnknownAnswerError as exc:  # stale, forged, or deleted by "내 정보 삭제"
+            problem = str(exc)
+        except Exception as exc:  # no store, or the store is failing: the chat goes on
+            problem = TEXT_FEEDBACK_FAILED
+            level = logging.INFO if isinstance(exc, FeedbackUnavailableError) else logging.WARNING
+            log.log(level, "feedback not recorded: %s", type(exc).__name__,
+                    extra={"user": self.engine.user_ref(req.user_id), "rec_id": rec_id})
         if tap.signal is Signal.SKIP:
-            mood = tap.mood or (last.mood if last else None)
             if mood is None:
                 return "prompt", text_response(TEXT_NO_REC, mood_quick_replies()), None
             return await self._recommend(req, mood=mood, intro=TEXT_FEEDBACK[Signal.SKIP])
-        if not song_ids:
-            return "feedback_unknown", text_response(TEXT_NO_REC, mood_quick_replies()), None
-        if failed == len(song_ids):
-            text = TEXT_FEEDBACK_FAILED
-        elif new == 0:
-            text = TEXT_FEEDBACK_DUP
-        else:
-            text = TEXT_FEEDBACK[tap.signal]
-        extra = {"rec_id": tap.rec_id, "signal": Signal.SKIP.value, "song_ids": ",".join(song_ids)}
-        mood = tap.mood or (last.mood if last else None)
-        if mood:
-            extra["mood"] = mood
-        more = {"label": _REPLY_FOR_SIGNAL[Signal.SKIP], "action": "message",
-                "messageText": _REPLY_FOR_SIGNAL[Signal.SKIP], "extra": extra}
-        return "feedback", text_response(text, [more, *mood_quick_replies()]), tap.rec_id
+        if problem is not None:
+            kind = "feedback_failed" if problem == TEXT_FEEDBACK_FAILED else "feedback_unknown"
+            return kind, feedback_response(problem, None, None), None
+        text = TEXT_FEEDBACK_DUP if new == 0 else TEXT_FEEDBACK[tap.signal]
+        return "feedback", feedback_response(text, rec_id, mood), rec_id
 
-    async def _record(self, req: SkillRequest, rec_id: str, song_ids: Sequence[str],
-                      signal: Signal) -> tuple[int, int]:
-        """Feedback on a whole message applies to each of its tracks; returns (new, failed)."""
-        new = failed = 0
-        errors: set[str] = set()
-        kwargs = {"scope": "message"} if self._scoped else {}
-        t0 = time.perf_counter()
-        for sid in song_ids:
-            try:
-                if await self.engine.feedback(rec_id, sid, req.engine_user, signal, **kwargs):
-                    new += 1
-            except Exception as exc:
-                # Store down or not configured, or a stale/forged rec (the store refuses songs
-                # that were not shown): the chat goes on, the operator sees the count and a line.
-                failed += 1
-                errors.add(type(exc).__name__)
-                self.engine_errors.inc(channel="kakao", error=type(exc).__name__)
-        if song_ids:
-            self.engine_seconds.observe(time.perf_counter() - t0, channel="kakao", op="feedback")
-        if failed:
-            log.warning("feedback not recorded for %d of %d tracks: %s", failed, len(song_ids),
-                        ", ".join(sorted(errors)),
-                        extra={"user": user_ref(req.user_id), "rec_id": rec_id})
-        if new:
-            self.feedbacks.inc(channel="kakao", signal=signal.value)
-        return new, failed
+    # -- "내 정보 삭제" -------------------------------------------------------------------------
+    def _ask_forget(self, req: SkillRequest) -> dict[str, Any]:
+        token = secrets.token_urlsafe(12)
+        self.forget_pending.get(req.user_id).thread = token  # (re)starts the window
+        return forget_question_response(token, FORGET_CONFIRM_S)
 
+    async def _forget(self, req: SkillRequest) -> tuple[str, dict[str, Any]]:
+        """Delete only on a live question from this same user: a tap must carry the token we
+        gave *them*; typing "삭제할게요" counts while their question is pending."""
+        state = self.forget_pending.peek(req.user_id)
+        expected = state.thread if state is not None else None
+        given = req.forget_token
+        if expected is None or (given is not None and not hmac.compare_digest(given, expected)):
+            return "forget_expired", text_response(TEXT_FORGET_EXPIRED)
+        try:
+            counts = await self.engine.forget_user(req.engine_user)
+        except Exception as exc:
+            log.error("forget failed: %s", type(exc).__name__, exc_info=True,
+                      extra={"user": self.engine.user_ref(req.user_id)})
+            return "forget_failed", text_response(TEXT_FORGET_FAILED)
+        self.forget_pending.pop(req.user_id)
+        log.info("kakao user forgotten", extra={"user": self.engine.user_ref(req.user_id),
+                                                "rows": sum(counts.values())})
+        return "forget", forget_done_response(counts)
+
+
+def _refusal(exc: BaseException) -> CallbackRefusedError | None:
+    """The CallbackRefusedError behind ``exc``, however aiohttp wrapped the resolver's error."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, CallbackRefusedError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
