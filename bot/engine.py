@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bot.dialogue import Dialogue, Reply
 from bot.feedback import Signal
 from bot.observability import Metrics, user_ref
 from bot.ranking import RankWeights, explain, rerank
@@ -45,6 +46,7 @@ __all__ = [
     "InputTooLongError",
     "Recommendation",
     "Recommender",
+    "Reply",
     "SongNotInCatalogError",
     "StartupError",
     "Track",
@@ -103,6 +105,8 @@ class Track:
     album: str | None = None
     genre: str | None = None
     year: int | None = None
+    #: the song profile as a listener reads it: energy, tempo, dance, situations, themes, lang
+    facets: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ class Recommendation:
                 if float(e[i]) >= max(0.15, top * 0.5)]
 
 
-class Recommender:
+class Recommender(Dialogue):
     """Holds the classifier, the index (hot-swappable), the store and the optional CF model.
 
     Every adapter talks to the bot through this class only: recommendations, feedback (on a
@@ -373,9 +377,10 @@ class Recommender:
         state = self.users.peek(user_id)
         return set().union(*state.recent[-m:]) if state and state.recent else set()
 
-    async def _remember(self, rec: Recommendation, channel: str, text: str | None) -> None:
+    async def _remember(self, rec: Recommendation, channel: str, text: str | None, *,
+                        request: dict[str, Any] | None = None) -> None:
         state = self.users.get(rec.user_id)
-        ref = _AnswerRef.of(rec)  # compact: interned song ids, no track objects kept
+        ref = _AnswerRef.of(rec, request)  # compact: interned song ids, no track objects kept
         state.recent.append(ref.song_ids)
         del state.recent[: -max(self.settings.no_repeat_last, 1)]
         state.thread = ref  # the last answer: what "좋아요" / "2번" / "다른 거" refer to
@@ -384,7 +389,8 @@ class Recommender:
         try:
             await self.store.save_recommendation(
                 rec.rec_id, rec.user_id, channel, rec.emotion,
-                [(t.song_id, t.score) for t in rec.tracks], source=rec.source, text=text)
+                [(t.song_id, t.score) for t in rec.tracks], source=rec.source, text=text,
+                request=request)
         except Exception:
             # The user still gets an answer; only feedback on this one will be refused.
             log.error("could not store recommendation %s", rec.rec_id, exc_info=True)
@@ -714,12 +720,13 @@ class _AnswerRef:
     user_id: str
     emotion: tuple[float, ...]
     song_ids: tuple[str, ...]
+    request: dict[str, Any] | None = None  # what was understood (refinements build on it)
 
     @classmethod
-    def of(cls, rec: Recommendation) -> _AnswerRef:
+    def of(cls, rec: Recommendation, request: dict[str, Any] | None = None) -> _AnswerRef:
         # Interned: a million users' memories share one string per song, not one per mention.
         return cls(rec.rec_id, rec.user_id, rec.emotion,
-                   tuple(sys.intern(t.song_id) for t in rec.tracks))
+                   tuple(sys.intern(t.song_id) for t in rec.tracks), request or None)
 
     def song_at(self, position: int) -> str | None:
         return self.song_ids[position] if 0 <= position < len(self.song_ids) else None

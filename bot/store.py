@@ -122,6 +122,7 @@ class StoredRecommendation:
     created_at: float
     items: tuple[StoredItem, ...]
     feedback: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    request: Mapping[str, Any] | None = None  # what was understood (no raw text)
 
     @property
     def song_ids(self) -> tuple[str, ...]:
@@ -422,7 +423,8 @@ class Store:
     # ---- recommendations ------------------------------------------------------------------
     async def save_recommendation(self, rec_id: str, user_id: str, channel: str,
                                   emotion: Sequence[float], items: Sequence[tuple[str, float]],
-                                  *, source: str, text: str | None = None) -> None:
+                                  *, source: str, text: str | None = None,
+                                  request: Mapping[str, Any] | None = None) -> None:
         """Remember an answer: upsert the user, the recommendation and its tracks, atomically.
 
         ``text`` is dropped unless the store was opened with ``store_message_text=True``; callers
@@ -440,6 +442,10 @@ class Store:
                              "tell the copies apart")
         now = self._clock()
         kept_text = text if self.store_message_text else None
+        req_json = None
+        if request:
+            kept = {k: v for k, v in request.items() if k != "text" or self.store_message_text}
+            req_json = json.dumps(kept, ensure_ascii=False)
         try:
             async with self._transaction(f"saving recommendation {rec_id}") as db:
                 await db.execute(
@@ -449,8 +455,9 @@ class Store:
                     (user_id, channel, now, now))
                 await db.execute(
                     "INSERT INTO recommendations (rec_id, user_id, channel, source, emotion, "
-                    "text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (rec_id, user_id, channel, source, json.dumps(vec), kept_text, now))
+                    "text, created_at, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rec_id, user_id, channel, source, json.dumps(vec), kept_text, now,
+                     req_json))
                 if rows:
                     await db.executemany(
                         "INSERT INTO recommendation_items (rec_id, position, song_id, score) "
@@ -516,13 +523,14 @@ class Store:
             said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
         return [StoredRecommendation(
             r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
-            {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}) for r in recs]
+            {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}, r.request)
+            for r in recs]
 
     @staticmethod
     async def _load_recs(db: aiosqlite.Connection, where: str,
                          args: tuple[Any, ...]) -> list[StoredRecommendation]:
         rows = list(await db.execute_fetchall(
-            "SELECT rec_id, user_id, channel, source, emotion, text, created_at "
+            "SELECT rec_id, user_id, channel, source, emotion, text, created_at, request "
             f"FROM recommendations {where}", args))
         if not rows:
             return []
@@ -533,7 +541,8 @@ class Store:
                 f"WHERE rec_id IN ({marks}) ORDER BY rec_id, position", tuple(items)):
             items[rec_id].append(StoredItem(position, song_id, score))
         return [StoredRecommendation(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6],
-                                     tuple(items[r[0]])) for r in rows]
+                                     tuple(items[r[0]]), {}, json.loads(r[7]) if r[7] else None)
+                for r in rows]
 
     # ---- feedback -------------------------------------------------------------------------
     async def add_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Signal | str,

@@ -1,0 +1,273 @@
+"""From what was understood to what to search for, and why each track was picked.
+
+Pure and synchronous (numpy only), like ``bot.ranking``: the engine's ``respond`` reads the
+message (``bot.understand``), asks :func:`plan` for the search, runs it in its worker thread
+with :func:`pick`, and asks :func:`reason` for one line per track. Kept apart from the engine so
+every rule here is unit-tested without a model, a store or an event loop.
+
+The ideas, from conversational recommenders and music therapy:
+
+* **Hard constraints vs soft preferences.** A named genre, artist, situation or theme is a hard
+  filter (the person said so); the mood is a soft target (ranked by cosine). When a filter
+  leaves too few songs it is relaxed step by step, least explicit first, and the reply says so.
+* **Match or lift (the iso principle).** By default the tracks match the mood read. Asked to
+  change it ("기분 전환", "신나는 걸로 바꾸고 싶어"), the list starts close to the current mood and
+  moves step by step toward the target — meeting a listener where they are works better than
+  jumping to the opposite mood.
+* **Refinements edit the last request** ("더 신나게", "좀 더 잔잔하게", "발라드로", "2번 같은 거",
+  "다른 거") instead of starting over, so the thread is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from bot.ranking import Ranked, RankWeights
+from indexing.catalog import Song
+from indexing.facets import ENERGY_LEVELS
+from indexing.index import SongFilter
+from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of
+
+__all__ = ["Plan", "mood_vector", "pick", "plan", "reason", "relaxations"]
+
+#: Energy bounds for "신나는" / "잔잔한" requests, and the step a refinement moves from the last
+#: answer's mean energy.
+ENERGY_UP, ENERGY_DOWN, ENERGY_STEP = 0.6, 0.4, 0.15
+#: Where "lift" goes when the person did not say: from heavy moods toward joy, from tension or
+#: anger toward peace first (calming before cheering).
+LIFT_TARGET = {"슬픔": "기쁨", "분노": "평화", "긴장": "평화", "중립": "기쁨", "평화": "기쁨",
+               "기쁨": "기쁨"}
+
+
+def mood_vector(mood: str | int, peak: float = 0.9) -> np.ndarray:
+    """A named mood as a peaked vector (not one-hot: cosine still ranks mixed songs sensibly)."""
+    i = mood if isinstance(mood, int) else index_of(mood)
+    v = np.full(NUM_EMOTIONS, (1 - peak) / (NUM_EMOTIONS - 1), dtype=np.float32)
+    v[i] = peak
+    return v
+
+
+@dataclass
+class Plan:
+    """What to search for one reply."""
+
+    targets: list[np.ndarray]  # per track position (one entry = the same target for all)
+    filter: SongFilter = field(default_factory=SongFilter)
+    exclude: set[str] = field(default_factory=set)
+    strategy: str = "match"  # "match" | "lift"
+    seed: Song | None = None  # "밤편지 같은 노래"
+    max_per_artist: int = 1
+    notes: list[str] = field(default_factory=list)  # what we understood, for the reply text
+    request: dict[str, Any] = field(default_factory=dict)  # the effective request (thread)
+
+    @property
+    def mood(self) -> np.ndarray:
+        return self.targets[0]
+
+
+def _req(request: Any, name: str, default: Any = None) -> Any:
+    if isinstance(request, Mapping):
+        return request.get(name, default)
+    return getattr(request, name, default)
+
+
+def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | None = None,
+         last_songs: Sequence[Song] = (), seed: Song | None = None) -> Plan:
+    """Turn an understood request (``bot.understand.Request`` or its dict) into a search plan.
+
+    ``mood`` is the mood read from the message (classifier + rules) or the named mood; ``last``
+    is the previous request of this thread (for refinements) and ``last_songs`` the tracks shown
+    then; ``seed`` the catalogue song a "X 같은 노래" request named.
+    """
+    eff: dict[str, Any] = {}
+    refinement = _req(request, "refinement")
+    if refinement and last:
+        eff = {k_: v for k_, v in last.items() if k_ not in ("refinement", "position", "signal")}
+    for name in ("genres", "artists", "situations", "themes", "energy", "like_song", "mood",
+                 "strategy", "target_mood"):
+        value = _req(request, name)
+        if value not in (None, (), [], ""):
+            if name == "strategy" and value == "match" and eff.get("strategy") == "lift":
+                continue  # "match" is the default, not a request to stop lifting
+            eff[name] = list(value) if isinstance(value, tuple) else value
+    notes: list[str] = []
+    exclude: set[str] = set()
+    energy_min = energy_max = None
+    last_energy = [s.energy for s in last_songs if s.energy is not None]
+    if refinement == "more_energy":
+        base = float(np.mean(last_energy)) if last_energy else 0.5
+        energy_min = min(0.85, base + ENERGY_STEP)
+        eff["energy"] = "up"
+        notes.append("지난번보다 더 신나는 곡으로")
+    elif refinement == "calmer":
+        base = float(np.mean(last_energy)) if last_energy else 0.5
+        energy_max = max(0.2, base - ENERGY_STEP)
+        eff["energy"] = "down"
+        notes.append("지난번보다 더 잔잔한 곡으로")
+    elif eff.get("energy") == "up":
+        energy_min = ENERGY_UP
+    elif eff.get("energy") == "down":
+        energy_max = ENERGY_DOWN
+    if refinement in ("other", "more_energy", "calmer", "genre") and last_songs:
+        exclude |= {s.song_id for s in last_songs}
+        if refinement == "other":
+            notes.append("다른 곡으로")
+    if refinement == "genre" and _req(request, "genres"):
+        eff["genres"] = list(_req(request, "genres"))
+    target = np.asarray(mood, dtype=np.float32)
+    if eff.get("mood"):
+        target = mood_vector(eff["mood"])
+    if seed is not None:
+        target = np.asarray(seed.vector, dtype=np.float32)
+        exclude.add(seed.song_id)
+        notes.append(f"「{seed.title}」와 비슷한 분위기로")
+    strategy = eff.get("strategy", "match")
+    targets = [target]
+    if strategy == "lift":
+        now = LABELS[int(np.argmax(target))]
+        goal = eff.get("target_mood") or LIFT_TARGET[now]
+        eff["target_mood"] = goal
+        end = mood_vector(goal)
+        start = target / max(float(target.sum()), 1e-9)
+        targets = [((1 - a) * start + a * end).astype(np.float32)
+                   for a in np.linspace(0.0, 1.0, max(k, 2))[:k]]
+        notes.append(f"지금 기분에서 시작해 점점 {goal} 쪽으로")
+    flt = SongFilter(genres=tuple(eff.get("genres") or ()), artists=tuple(eff.get("artists") or ()),
+                     situations=tuple(eff.get("situations") or ()),
+                     themes=tuple(eff.get("themes") or ()), energy_min=energy_min,
+                     energy_max=energy_max)
+    eff["refinement"] = None
+    return Plan(targets=targets, filter=flt, exclude=exclude, strategy=strategy, seed=seed,
+                max_per_artist=k if flt.artists else 1, notes=notes,
+                request={k_: v for k_, v in eff.items() if v not in (None, [], "")})
+
+
+def relaxations(flt: SongFilter) -> list[tuple[SongFilter, str | None]]:
+    """The filter, then ever looser versions of it, each with what was given up.
+
+    Least explicit first: a theme or situation is often a nice-to-have, energy next, while a
+    named artist or genre is what the person asked for — dropped last, and said.
+    """
+    steps: list[tuple[SongFilter, str | None]] = [(flt, None)]
+    cur = flt
+    for attrs, note in ((("themes",), "테마"), (("situations",), "상황"),
+                        (("energy_min", "energy_max"), "에너지"),
+                        (("artists",), "가수"), (("genres",), "장르")):
+        if any(getattr(cur, a) not in (None, ()) for a in attrs):
+            cur = replace(cur, **{a: (None if a.startswith("energy") else ()) for a in attrs})
+            steps.append((cur, note))
+    return steps
+
+
+_DEFAULT_WEIGHTS = RankWeights()
+
+
+def pick(plan_: Plan, candidates: Sequence[tuple[Song, float]], k: int,
+         weights: RankWeights = _DEFAULT_WEIGHTS, cf_scores: Mapping[str, float] | None = None
+         ) -> list[Ranked]:
+    """Choose ``k`` tracks for the plan's per-position targets, with MMR variety and an artist cap.
+
+    For "match" every position has the same target and this is ``bot.ranking.rerank``'s rule;
+    for "lift" position ``i`` is filled by the best remaining song for *its* target, so the
+    list walks from the current mood to the goal.
+    """
+    if not candidates or k <= 0:
+        return []
+    songs = [s for s, _ in candidates]
+    V = np.asarray([s.vector for s in songs], dtype=np.float32)
+    V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+    pop = np.asarray([s.popularity for s in songs], dtype=np.float32)
+    pop = (pop - pop.min()) / (pop.max() - pop.min()) if pop.max() > pop.min() else pop * 0
+    cf = None
+    if cf_scores:
+        known = [cf_scores[s.song_id] for s in songs if s.song_id in cf_scores]
+        fill = float(np.mean(known)) if known else 0.5
+        cf = np.asarray([cf_scores.get(s.song_id, fill) for s in songs], dtype=np.float32)
+    sim = V @ V.T
+    chosen: list[int] = []
+    per_artist: dict[str, int] = {}
+    out: list[Ranked] = []
+    cap = plan_.max_per_artist
+    for pos in range(min(k, len(songs))):
+        t = plan_.targets[min(pos, len(plan_.targets) - 1)]
+        t = t / max(float(np.linalg.norm(t)), 1e-12)
+        mood = V @ t
+        rel = weights.mood * mood + weights.popularity * pop
+        if cf is not None:
+            rel = rel + weights.cf * cf
+        best, best_val = -1, -np.inf
+        for i in range(len(songs)):
+            if i in chosen or per_artist.get(songs[i].artist.casefold(), 0) >= cap:
+                continue
+            redundancy = max((sim[i, j] for j in chosen), default=0.0)
+            val = weights.mmr_lambda * rel[i] - (1 - weights.mmr_lambda) * redundancy
+            if val > best_val:
+                best, best_val = i, val
+        if best < 0:  # only capped artists left: relax the cap rather than return fewer
+            rest = [i for i in range(len(songs)) if i not in chosen]
+            if not rest:
+                break
+            best = max(rest, key=lambda i: rel[i])
+        chosen.append(best)
+        a = songs[best].artist.casefold()
+        per_artist[a] = per_artist.get(a, 0) + 1
+        out.append(Ranked(songs[best], float(rel[best]), float(mood[best]),
+                          None if cf is None else float(cf[best]), float(pop[best])))
+    return out
+
+
+def _energy_word(e: float) -> str:
+    return next(word for bound, word in ENERGY_LEVELS if e < bound)
+
+
+def reason(ranked: Ranked, plan_: Plan, position: int, used: set[str]) -> str:
+    """One short line (≤ ~50 characters) on why this track, different from its neighbours.
+
+    What the person asked for comes first (genre, artist, situation, seed song), then one
+    facet not yet used in this reply (a theme, the energy), then the mood it shares and, when
+    CF is sure, their taste. ``used`` collects the facets already mentioned in this reply.
+    """
+    s, p, req = ranked.song, plan_, plan_.request
+    parts: list[str] = []
+    if p.seed is not None:
+        parts.append(f"「{_short(p.seed.title)}」와 닮은 분위기")
+    if req.get("artists") and s.artist in req["artists"]:
+        parts.append(f"{_short(s.artist)}의 곡")
+    if req.get("genres") and s.genre in req["genres"]:
+        parts.append(f"요청하신 {s.genre}")
+    for situation in req.get("situations") or ():
+        if situation in s.situations:
+            parts.append(f"{situation}에 어울려요")
+            break
+    if p.strategy == "lift" and len(p.targets) > 1:
+        step = LABELS[int(np.argmax(p.targets[min(position, len(p.targets) - 1)]))]
+        parts.append(f"{position + 1}단계: {step} 쪽")
+    facet = None
+    for theme in s.themes:
+        key = f"theme:{theme}"
+        if key not in used:
+            facet, _ = f"테마: {theme}", used.add(key)
+            break
+    if facet is None and s.energy is not None:
+        key = f"energy:{_energy_word(s.energy)}"
+        if key not in used or req.get("energy"):
+            facet, _ = f"에너지 {_energy_word(s.energy)}", used.add(key)
+    if facet:
+        parts.append(facet)
+    if len(parts) < 3:
+        vec = np.asarray(s.vector, dtype=np.float32)
+        vec = vec / max(float(vec.sum()), 1e-9)
+        i = int(np.argmax(vec))
+        parts.append(f"{EMOTIONS[i].emoji}{EMOTIONS[i].ko} {vec[i]:.0%}")
+    if ranked.cf is not None and ranked.cf >= 0.7:
+        parts.append("취향 저격 예상")
+    return " · ".join(parts[:4])
+
+
+def _short(text: str, n: int = 12) -> str:
+    text = text.split(" (")[0]
+    return text if len(text) <= n else text[: n - 1] + "…"
