@@ -1,0 +1,90 @@
+"""bot.conversation: plans from requests, filter relaxation, match vs lift, per-track reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bot.conversation import mood_vector, pick, plan, reason, relaxations
+from bot.ranking import Ranked
+from indexing.catalog import Song
+from indexing.index import SongFilter
+from inference.emotions import LABELS, index_of
+
+
+def song(i: int, mood: str, **kw) -> Song:
+    return Song(song_id=f"s{i}", title=f"t{i}", artist=kw.pop("artist", f"a{i}"),
+                vector=tuple(mood_vector(mood, kw.pop("peak", 0.7)).tolist()), **kw)
+
+
+def test_slots_become_hard_filters_and_energy_words_become_bounds():
+    req = {"intent": "recommend", "genres": ("랩/힙합",), "situations": ("운동",), "energy": "up"}
+    p = plan(req, mood_vector("기쁨"), k=5)
+    assert p.filter.genres == ("랩/힙합",) and p.filter.situations == ("운동",)
+    assert p.filter.energy_min == 0.6 and p.filter.energy_max is None
+    assert p.strategy == "match" and len(p.targets) == 1
+
+
+def test_refinements_edit_the_last_request_and_exclude_what_was_shown():
+    last = {"genres": ["발라드"], "energy": None}
+    shown = [song(i, "슬픔", energy=0.3) for i in range(5)]
+    up = plan({"intent": "refine", "refinement": "more_energy"}, mood_vector("슬픔"), k=5,
+              last=last, last_songs=shown)
+    assert up.filter.genres == ("발라드",)  # the thread is kept
+    assert up.filter.energy_min is not None and up.filter.energy_min > 0.3
+    assert {s.song_id for s in shown} <= up.exclude
+    calm = plan({"intent": "refine", "refinement": "calmer"}, mood_vector("슬픔"), k=5,
+                last=last, last_songs=[song(9, "기쁨", energy=0.8)])
+    assert calm.filter.energy_max is not None and calm.filter.energy_max < 0.8
+    genre = plan({"intent": "refine", "refinement": "genre", "genres": ("록/메탈",)},
+                 mood_vector("슬픔"), k=5, last=last, last_songs=shown)
+    assert genre.filter.genres == ("록/메탈",)
+
+
+def test_a_seed_song_sets_the_target_and_is_never_recommended_back():
+    seed = song(1, "평화", peak=0.8)
+    p = plan({"intent": "recommend", "like_song": "s1"}, mood_vector("분노"), k=5, seed=seed)
+    assert "s1" in p.exclude and int(np.argmax(p.mood)) == index_of("평화")
+
+
+def test_lift_walks_from_the_current_mood_to_the_target_iso_principle():
+    p = plan({"intent": "recommend", "strategy": "lift"}, mood_vector("슬픔"), k=5)
+    assert p.strategy == "lift" and p.request["target_mood"] == "기쁨" and len(p.targets) == 5
+    joy = [float(t[index_of("기쁨")] / t.sum()) for t in p.targets]
+    assert joy == sorted(joy) and int(np.argmax(p.targets[0])) == index_of("슬픔")
+    assert int(np.argmax(p.targets[-1])) == index_of("기쁨")
+    songs = [(song(i, m), 0.0) for i, m in enumerate(["슬픔", "중립", "평화", "기쁨", "분노"] * 4)]
+    picked = pick(p, songs, 5)
+    moods = [LABELS[int(np.argmax(r.song.vector))] for r in picked]
+    assert moods[0] == "슬픔" and moods[-1] == "기쁨"
+
+
+def test_relaxation_gives_up_the_least_explicit_constraint_first():
+    flt = SongFilter(genres=("재즈",), artists=("x",), themes=("이별",), situations=("잠",),
+                     energy_max=0.4)
+    notes = [n for _, n in relaxations(flt)]
+    assert notes == [None, "테마", "상황", "에너지", "가수", "장르"]
+    assert not relaxations(flt)[-1][0]
+
+
+def test_a_requested_artist_may_fill_the_whole_answer():
+    p = plan({"intent": "recommend", "artists": ("아이유",)}, mood_vector("기쁨"), k=5)
+    cands = [(song(i, "기쁨", artist="아이유"), 0.9) for i in range(6)]
+    assert len({r.song.artist for r in pick(p, cands, 5)}) == 1
+    other = plan({"intent": "recommend"}, mood_vector("기쁨"), k=5)
+    mixed = cands + [(song(10 + i, "기쁨"), 0.8) for i in range(5)]
+    assert sum(r.song.artist == "아이유" for r in pick(other, mixed, 5)) == 1
+
+
+def test_reasons_name_what_matched_and_differ_between_tracks():
+    req = {"intent": "recommend", "genres": ("랩/힙합",), "situations": ("운동",)}
+    p = plan(req, mood_vector("기쁨"), k=5)
+    tracks = [song(1, "기쁨", genre="랩/힙합", situations=("운동",), themes=("자신감",), energy=0.9),
+              song(2, "기쁨", genre="랩/힙합", situations=("운동",), themes=("자신감", "청춘"),
+                   energy=0.8)]
+    used: set[str] = set()
+    lines = [reason(Ranked(s, 1.0, 0.9, None, 0.0), p, i, used) for i, s in enumerate(tracks)]
+    assert all("랩/힙합" in ln and "운동" in ln for ln in lines)
+    assert "테마: 자신감" in lines[0] and "테마: 청춘" in lines[1]
+    assert lines[0] != lines[1] and all(len(ln) <= 60 for ln in lines)
+    liked = reason(Ranked(tracks[0], 1.0, 0.9, 0.9, 0.0), p, 0, set())
+    assert "취향" in liked
