@@ -8,6 +8,7 @@ because Kakao fallback blocks can drop it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -108,8 +109,14 @@ def text_response(text: str, quick_replies: Sequence[dict[str, Any]] = ()) -> di
                      quick_replies)
 
 
+@functools.lru_cache(maxsize=8)
 def busy_response(text: str) -> dict[str, Any]:
-    """The engine is full: say so now (the engine's words), with a tap per mood to retry."""
+    """The engine is full: say so now (the engine's words), with a tap per mood to retry.
+
+    Cached: under a flood this is most of what the server sends, and building and validating
+    the same bubble thousands of times a second would take CPU from the requests admitted.
+    The dict is shared; responses are never modified after they are built.
+    """
     return text_response(text, mood_quick_replies())
 
 

@@ -228,7 +228,9 @@ class Skill:
         same answer may be posted to a callback URL where an exception would be lost.
         """
         t0 = time.perf_counter()
-        kind, resp, rec_id = "error", text_response(TEXT_ERROR), None
+        kind: str = "error"
+        resp: dict[str, Any] | None = None
+        rec_id: str | None = None
         try:
             if route is Command.HELP:
                 kind, resp = "help", help_response()
@@ -246,6 +248,8 @@ class Skill:
                 kind, resp, rec_id = await self._recommend(req)
         except Exception:
             log.exception("kakao answer failed", extra={"user": self.engine.user_ref(req.user_id)})
+        if resp is None:
+            kind, resp = "error", text_response(TEXT_ERROR)
         self.replies.inc(kind=kind)
         fields: dict[str, Any] = {"user": self.engine.user_ref(req.user_id), "kind": kind,
                                   "ms": round((time.perf_counter() - t0) * 1000, 1)}
