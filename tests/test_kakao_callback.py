@@ -239,7 +239,7 @@ async def test_full_engine_answers_busy_at_once_even_for_callback_requests(tmp_p
         await asyncio.wait_for(got.wait(), timeout=10)
         metrics = await metrics_text(client)
     assert status == 200 and "useCallback" not in body and validate_response(body)
-    assert TEXT_BUSY in texts(body)[0] and busy_s < 0.15
+    assert TEXT_BUSY in texts(body)[0] and busy_s < 0.5  # not after the engine's 1 s
     assert len(body["template"]["quickReplies"]) == 6  # one tap per mood, to try again
     assert TEXT_BUSY in texts(direct)[0]
     assert len(received) == 1  # only the admitted request was ever delivered
@@ -267,7 +267,7 @@ async def test_callback_deliveries_are_capped(tmp_path, index):
         busy_s = time.perf_counter() - t0
         _, direct = await post(client, kakao_payload("우울해", user_id="u4"))
         metrics = await metrics_text(client)
-    assert status == 200 and TEXT_BUSY in texts(body)[0] and busy_s < 0.15
+    assert status == 200 and TEXT_BUSY in texts(body)[0] and busy_s < 0.5
     assert list_card(direct)  # requests without a callback still get answers
     assert metric_value(metrics, 'moodtune_kakao_callbacks_in_flight') == 2
     assert metric_value(metrics, 'moodtune_kakao_replies_total{kind="busy"}') == 1
