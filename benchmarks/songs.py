@@ -23,7 +23,6 @@ Results: tables on stdout, JSON in ``benchmarks/results/songs.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -151,13 +150,13 @@ def _queries(seed: int) -> np.ndarray:
     texts = []
     for name in ("probe_ko.csv", "music_ko.csv", "neutral_ko.csv"):
         with (ROOT / "training" / "data" / name).open(encoding="utf-8") as fh:
-            texts += [r["text"] for r in csv.DictReader(fh) if r.get("text")]
+            texts += [r["sentence"] for r in csv.DictReader(fh) if r.get("sentence")]
     clf = EmotionClassifier.load(variant="fp32", threads=2)
     return clf.predict(texts[:600])
 
 
 def exposure(catalog, queries: np.ndarray, *, users: int = 1000, requests: int = 3,
-             seed: int = 0) -> dict:
+             seed: int = 0, exploration: float = 0.0) -> dict:
     from bot.ranking import RankWeights, rerank
     from indexing.index import ExactSearch
 
@@ -165,22 +164,25 @@ def exposure(catalog, queries: np.ndarray, *, users: int = 1000, requests: int =
     search = ExactSearch.from_catalog(catalog)
     counts = np.zeros(len(catalog))
     pos = {s.song_id: i for i, s in enumerate(catalog)}
-    weights = RankWeights()
+    weights = RankWeights(exploration=exploration)
+    fit: list[float] = []
     for _ in range(users):
         seen: set[str] = set()
         for _ in range(requests):
             q = queries[rng.integers(len(queries))] + rng.normal(0, 0.03, 6).clip(-0.02, None)
             q = np.clip(q, 1e-4, None)
             cands = search.search(q, 60, exclude=seen)
-            for r in rerank(q, cands, 5, weights):
+            for r in rerank(q, cands, 5, weights, rng=rng):
                 counts[pos[r.song.song_id]] += 1
                 seen.add(r.song.song_id)
+                fit.append(r.mood)
     top = np.sort(counts)[::-1]
     k = max(1, len(top) // 100)
     return {"gini": round(gini(counts), 4), "top1pct_share": round(float(top[:k].sum() /
                                                                           top.sum()), 4),
             "never_served": int((counts == 0).sum()), "max_per_song": int(top[0]),
-            "served": int(top.sum())}
+            "served": int(top.sum()), "mean_mood_cosine": round(float(np.mean(fit)), 4),
+            "exploration": exploration}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     if before is not None:
         result["balance_before"] = balance(before)
     result["themes_vs_editorial"] = themes_vs_editorial(catalog)
+    from bot.settings import Settings
+
     queries = _queries(0)
-    result["exposure"] = exposure(catalog, queries, users=users)
+    explore = Settings.model_fields["rank_exploration"].default
+    result["exposure"] = exposure(catalog, queries, users=users, exploration=explore)
+    result["exposure_deterministic"] = exposure(catalog, queries, users=users)
     if before is not None:
         result["exposure_before"] = exposure(before, queries, users=users)
 
@@ -239,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nLyric themes (lexicon) vs editorial themes on {t['songs']} songs: precision "
               f"{t['precision']:.2f}, recall {t['recall']:.2f}")
     print(f"\nExposure across {users} simulated users × 3 requests (5 tracks each)")
-    print(f"{'catalogue':<22}{'Gini':>7}{'top 1% share':>14}{'never served':>14}{'max/song':>10}")
-    rows = [("after", result["exposure"])]
+    print(f"{'catalogue / ranking':<30}{'Gini':>7}{'top 1% share':>14}{'never served':>14}"
+          f"{'max/song':>10}{'mood cos':>10}")
+    rows = [("after, deterministic", result["exposure_deterministic"]),
+            (f"after, exploration {explore}", result["exposure"])]
     if before is not None:
         rows.insert(0, (f"before ({args.before})", result["exposure_before"]))
     for label, e in rows:
-        print(f"{label:<22}{e['gini']:>7.3f}{e['top1pct_share']:>14.1%}{e['never_served']:>14}"
-              f"{e['max_per_song']:>10}")
+        print(f"{label:<30}{e['gini']:>7.3f}{e['top1pct_share']:>14.1%}{e['never_served']:>14}"
+              f"{e['max_per_song']:>10}{e['mean_mood_cosine']:>10.3f}")
     write_results(RESULTS, result)
     return 0
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.ranking import Ranked, RankWeights
+from bot.ranking import Ranked, RankWeights, explore
 from indexing.catalog import Song
 from indexing.facets import ENERGY_LEVELS
 from indexing.index import SongFilter
@@ -167,8 +167,8 @@ _DEFAULT_WEIGHTS = RankWeights()
 
 
 def pick(plan_: Plan, candidates: Sequence[tuple[Song, float]], k: int,
-         weights: RankWeights = _DEFAULT_WEIGHTS, cf_scores: Mapping[str, float] | None = None
-         ) -> list[Ranked]:
+         weights: RankWeights = _DEFAULT_WEIGHTS, cf_scores: Mapping[str, float] | None = None,
+         rng: np.random.Generator | None = None) -> list[Ranked]:
     """Choose ``k`` tracks for the plan's per-position targets, with MMR variety and an artist cap.
 
     For "match" every position has the same target and this is ``bot.ranking.rerank``'s rule;
@@ -199,12 +199,13 @@ def pick(plan_: Plan, candidates: Sequence[tuple[Song, float]], k: int,
         rel = weights.mood * mood + weights.popularity * pop
         if cf is not None:
             rel = rel + weights.cf * cf
+        noisy = explore(rel, weights.exploration, rng)
         best, best_val = -1, -np.inf
         for i in range(len(songs)):
             if i in chosen or per_artist.get(songs[i].artist.casefold(), 0) >= cap:
                 continue
             redundancy = max((sim[i, j] for j in chosen), default=0.0)
-            val = weights.mmr_lambda * rel[i] - (1 - weights.mmr_lambda) * redundancy
+            val = weights.mmr_lambda * noisy[i] - (1 - weights.mmr_lambda) * redundancy
             if val > best_val:
                 best, best_val = i, val
         if best < 0:  # only capped artists left: relax the cap rather than return fewer

@@ -157,7 +157,7 @@ class Recommender(Dialogue):
         self.weights = RankWeights(
             mood=settings.weight_mood, cf=settings.weight_cf,
             popularity=settings.weight_popularity, mmr_lambda=settings.mmr_lambda,
-            max_per_artist=settings.max_per_artist)
+            max_per_artist=settings.max_per_artist, exploration=settings.rank_exploration)
         m = self.metrics = metrics or Metrics()
         self._m_seconds = m.histogram("moodtune_engine_seconds",
                                       "Engine call latency by channel and operation.",

@@ -15,7 +15,7 @@ import numpy as np
 from indexing.catalog import Song
 from inference.emotions import EMOTIONS, NUM_EMOTIONS
 
-__all__ = ["RankWeights", "Ranked", "explain", "rerank"]
+__all__ = ["RankWeights", "Ranked", "explain", "explore", "rerank"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,18 @@ class RankWeights:
     popularity: float = 0.10
     mmr_lambda: float = 0.75  # 1 = pure relevance, 0 = pure variety
     max_per_artist: int = 1
+    #: Scale of the Gumbel noise added to relevance (Plackett–Luce sampling). 0 = deterministic.
+    #: Without it every user in one mood gets the same top songs and a few songs take most of
+    #: the exposure (benchmarks/songs.py measures the Gini with and without).
+    exploration: float = 0.0
+
+
+def explore(rel: np.ndarray, scale: float, rng: np.random.Generator | None) -> np.ndarray:
+    """``rel`` plus Gumbel(0, scale) noise: sampling a ranking in proportion to exp(rel/scale)."""
+    if scale <= 0 or len(rel) == 0:
+        return rel
+    rng = rng or np.random.default_rng()
+    return rel + scale * rng.gumbel(size=len(rel)).astype(rel.dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +59,7 @@ def rerank(
     k: int,
     weights: RankWeights = RankWeights(),
     cf_scores: Mapping[str, float] | None = None,
+    rng: np.random.Generator | None = None,
 ) -> list[Ranked]:
     """Pick ``k`` of ``candidates`` by blended relevance with MMR diversity and an artist cap.
 
@@ -71,6 +84,7 @@ def rerank(
         fill = float(np.mean(known)) if known else 0.5
         cf = np.asarray([cf_scores.get(s.song_id, fill) for s in songs], dtype=np.float32)
         rel = rel + weights.cf * cf
+    noisy = explore(rel, weights.exploration, rng)
     sim = V @ V.T
     chosen: list[int] = []
     per_artist: dict[str, int] = {}
@@ -83,7 +97,7 @@ def rerank(
             if per_artist.get(artist, 0) >= weights.max_per_artist:
                 continue
             redundancy = max((sim[i, j] for j in chosen), default=0.0)
-            val = lam * rel[i] - (1 - lam) * redundancy
+            val = lam * noisy[i] - (1 - lam) * redundancy
             if val > best_val:
                 best, best_val = i, val
         if best < 0:  # only capped artists remain: relax the cap rather than return fewer songs

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     weight_popularity: float = 0.10
     mmr_lambda: float = Field(0.75, ge=0.0, le=1.0, description="1 = relevance only, 0 = variety only.")
     max_per_artist: int = Field(1, ge=1, le=10)
+    rank_exploration: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="Gumbel noise on relevance: spreads exposure over more songs (0 = off).")
     no_repeat_last: int = Field(5, ge=0, le=100, description="Recent recommendations not repeated.")
     cf_path: Path | None = Field(None, description="CF artifact; default DATA_DIR/cf")
     cf_min_events: int = Field(5, ge=0, description="Events before a user gets CF scores.")
