@@ -39,6 +39,7 @@ from inference.text import clean_text
 log = logging.getLogger("moodtune.engine")
 
 __all__ = [
+    "BUSY_TEXT",
     "CFRetrainError",
     "EngineBusyError",
     "EngineError",
@@ -72,6 +73,10 @@ class SongNotInCatalogError(EngineError):
 
 class CFRetrainError(EngineError):
     """Retraining CF failed or had nothing to learn from; the previous model keeps serving."""
+
+
+#: What a person hears when ENGINE_MAX_PENDING requests are already running (every adapter).
+BUSY_TEXT = "지금 요청이 많아요. 잠시 후 다시 말해 주세요 🙏"
 
 
 class EngineBusyError(EngineError):
@@ -262,7 +267,7 @@ class Recommender(Dialogue):
         """
         if self._pending >= self.settings.engine_max_pending:
             self._m_busy.inc(channel=channel)
-            raise EngineBusyError("지금 요청이 많아요. 잠시 후 다시 말해 주세요 🙏")
+            raise EngineBusyError(BUSY_TEXT)
         self._pending += 1
         self._m_pending.set(self._pending)
         try:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.engine import Recommendation
+from bot.engine import BUSY_TEXT, Recommendation
 from bot.feedback import KAKAO_REPLIES, Signal
 from bot.kakao.parse import CANCEL_LABEL, CONFIRM_LABEL
 from bot.kakao.schema import LIMITS, validate_response
@@ -32,7 +32,7 @@ TEXT_EMPTY = "듣고 싶은 분위기나 지금 기분을 말해 주세요 🎧\
 TEXT_NO_WORDS = ("이모티콘만으로는 기분을 읽기 어려워요 🙂 한두 마디 말로 알려 주시거나 "
                  "아래에서 분위기를 골라 주세요.")
 #: The engine's own words when it refuses (EngineBusyError); used as-is for our delivery cap.
-TEXT_BUSY = "지금 요청이 많아요. 잠시 후 다시 말해 주세요 🙏"
+TEXT_BUSY = BUSY_TEXT  # one sentence for every adapter (bot.engine)
 TEXT_TIMEOUT = "노래를 고르는 데 시간이 걸리고 있어요. 잠시 후 다시 말해 주세요 🙏"
 TEXT_WAIT = "기분에 맞는 노래를 고르고 있어요… 🎧"
 TEXT_ERROR = "앗, 추천하다가 문제가 생겼어요. 잠시 후 다시 말해 주세요."
