@@ -1,7 +1,9 @@
 """Validate the editorial song annotations (``starter.jsonl``) against the catalogue and vocabulary.
 
-Usage: ``python indexing/data/editorial/check_editorial.py [--counts]``. Exits non-zero on any
-problem; ``--counts`` prints per-mood / per-genre / year / album counts (for the README).
+Usage: ``python indexing/data/editorial/check_editorial.py [--counts] [--file starter2.jsonl]``.
+Exits non-zero on any problem; ``--counts`` prints per-mood / per-genre / year / album counts (for
+the README). ``--file NAME`` checks another file in this folder (the second pass,
+``starter2.jsonl``) the same way, and also that none of its ids is already in ``starter.jsonl``.
 """
 
 from __future__ import annotations
@@ -95,8 +97,14 @@ def check(path: Path, catalog: Path) -> tuple[list[str], list[dict]]:
 
 
 def main(argv: list[str]) -> int:
-    path = HERE / "starter.jsonl"
+    name = argv[argv.index("--file") + 1] if "--file" in argv else "starter.jsonl"
+    path = HERE / name
     errors, rows = check(path, ROOT / "indexing" / "data" / "catalog.jsonl")
+    if path.name != "starter.jsonl":
+        first = {json.loads(x)["song_id"] for x in (HERE / "starter.jsonl").open(encoding="utf-8")
+                 if x.strip()}
+        errors += [f"{path.name}: {r['song_id']} already in starter.jsonl" for r in rows
+                   if r["song_id"] in first]
     for e in errors:
         print(e)
     print(f"{len(rows)} annotations, {len(errors)} problems")
