@@ -73,11 +73,14 @@ async def test_normal_answer_schema_and_every_limit(tmp_path, index):
     assert card["buttons"][0]["label"] == "다른 노래 더 보기"
     replies = body["template"]["quickReplies"]
     assert len(replies) <= LIMITS.quick_replies
-    assert [q["label"] for q in replies] == list(KAKAO_REPLIES)
-    rec_ids = {q["extra"]["rec_id"] for q in replies}
+    assert [q["label"] for q in replies] == [*KAKAO_REPLIES, "더 신나게", "더 잔잔하게"]
+    feedback = replies[:len(KAKAO_REPLIES)]
+    rec_ids = {q["extra"]["rec_id"] for q in feedback}
     assert len(rec_ids) == 1
     for q in replies:
         assert q["action"] in ("message", "block") and q["messageText"] == q["label"]
+        assert len(q["label"]) <= LIMITS.label
+    for q in feedback:
         assert q["extra"]["signal"] == KAKAO_REPLIES[q["label"]].value
         assert q["extra"]["mood"] == "슬픔"
 
@@ -360,7 +363,7 @@ async def test_metrics_content(tmp_path, index):
         in text
     assert metric_value(text, 'moodtune_feedback_total{channel="kakao",signal="like"}') == 5
     assert metric_value(text, 'moodtune_kakao_replies_total{kind="recommendation"}') == 1
-    assert metric_value(text, 'moodtune_engine_seconds_count{channel="kakao",op="recommend"}') == 1
+    assert metric_value(text, 'moodtune_engine_seconds_count{channel="kakao",op="respond"}') == 1
     assert metric_value(text, "moodtune_index_songs") == 300
     assert "# TYPE moodtune_engine_errors_total counter" in text
 

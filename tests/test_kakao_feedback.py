@@ -164,3 +164,17 @@ async def test_feedback_taps_have_their_own_budget(tmp_path, index):
         assert "2번" in texts(body)[0]
         metrics = await metrics_text(client)
     assert metric_value(metrics, 'moodtune_rate_limited_total{channel="kakao"}') == 2
+
+
+async def test_other_song_spends_the_recommendation_budget(tmp_path, index):
+    """"다른 노래" records a skip *and* answers with new songs: it is a recommendation for the
+    rate limit, so taps cannot get answers at the feedback rate; "좋아요" stays free."""
+    async with kakao_server(tmp_path, index, store=True, rate_limit_per_minute=1,
+                            feedback_rate_limit_per_minute=10) as (client, _):
+        _, first = await post(client, kakao_payload("신나"))
+        more = reply(first, "다른 노래")
+        _, body = await post(client, kakao_payload("다른 노래", client_extra=more["extra"]))
+        assert re.search(r"\d+초 뒤에", texts(body)[0]) and "추천해 드릴 수" in texts(body)[0]
+        _, body = await post(client, kakao_payload("좋아요", client_extra=reply(
+            first, "좋아요")["extra"]))
+        assert "좋았다니" in texts(body)[0]

@@ -107,13 +107,14 @@ async def test_forget_me_without_a_store_still_clears_memory_and_says_so(tmp_pat
         assert await engine.last_answer("kakao:kakao-user-1") is None
 
 
-@pytest.mark.parametrize("ask", ["도움말", "help", "/help", "HELP", " 도움말 "])
-async def test_help_describes_moods_feedback_and_deletion(tmp_path, index, ask):
+@pytest.mark.parametrize("ask", ["도움말", "help", "/help", "HELP", " 도움말 ", "이거 어떻게 써?"])
+async def test_help_describes_moods_feedback_refinements_and_deletion(tmp_path, index, ask):
     async with kakao_server(tmp_path, index) as (client, engine):
         status, body = await post(client, kakao_payload(ask))
         assert engine.classifier.calls == 0
     assert status == 200 and validate_response(body)
     text = texts(body)[0]
-    for word in ("기분", "평화", "좋아요", "별로예요", "다른 노래", "내 정보 삭제"):
+    for word in ("기분", "평화", "좋아요", "별로예요", "다른 노래", "내 정보 삭제",
+                 "더 신나게", "더 잔잔하게", "다른 거", "2번 좋다"):
         assert word in text, word
     assert len(body["template"]["quickReplies"]) == 6

@@ -2,8 +2,10 @@
 
 This is the edge: the utterance is cleaned here, once (``inference.text.clean_text``: a lone
 surrogate such as ``"\\ud800"`` is valid JSON but not valid Unicode, and would break the
-tokenizer, SQLite and log sinks further in), and the words that are commands rather than moods
-(help, "내 정보 삭제", feedback labels) are recognised here, so the skill only routes.
+tokenizer, SQLite and log sinks further in), and Kakao's own command words (help, "내 정보 삭제"
+and its confirmation, the feedback quick-reply labels) are recognised here, so the skill only
+routes. Everything else — moods, requests, refinements, "2번 좋다", smalltalk — is free text for
+the engine (``Recommender.respond``) to understand; the parser does not guess at it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ _TYPED_FEEDBACK = {_key(label): sig for label, sig in KAKAO_REPLIES.items()}
 class Command(StrEnum):
     """What a message asks for, as far as the words alone tell (the skill resolves the rest)."""
 
-    RECOMMEND = "recommend"
+    RECOMMEND = "recommend"  # free text: ``Recommender.respond`` decides what it asks for
     FEEDBACK = "feedback"
     HELP = "help"
     FORGET = "forget"  # "내 정보 삭제": ask for confirmation

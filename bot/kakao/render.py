@@ -1,9 +1,12 @@
 """Every word and bubble the Kakao skill sends: pure builders, each validated before it leaves.
 
 Kakao rejects (it does not truncate) a response that breaks a limit, so each builder clips its
-text and ends in :func:`~bot.kakao.schema.validate_response`. Quick replies carry a small flat
-``extra`` (the answer's id, the signal, the mood); the feedback path no longer depends on it,
-because Kakao fallback blocks can drop it.
+text and ends in :func:`~bot.kakao.schema.validate_response`. What to *say* comes from the
+engine (``Recommender.respond``'s :class:`~bot.dialogue.Reply`); this module only lays it out.
+Feedback quick replies carry a small flat ``extra`` (the answer's id, the signal, the mood); the
+feedback path no longer depends on it, because Kakao fallback blocks can drop it. Refinement
+quick replies ("더 신나게") carry none: they are typed text to the engine, whose thread (memory
+and store) says what they refine.
 """
 
 from __future__ import annotations
@@ -13,19 +16,20 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.engine import BUSY_TEXT, Recommendation
+from bot.dialogue import Reply
+from bot.engine import BUSY_TEXT
 from bot.feedback import KAKAO_REPLIES, Signal
 from bot.kakao.parse import CANCEL_LABEL, CONFIRM_LABEL
 from bot.kakao.schema import LIMITS, validate_response
-from inference.emotions import EMOTIONS, LABELS, index_of
+from inference.emotions import EMOTIONS, LABELS, UnknownEmotionError, index_of
 
 __all__ = [
-    "TEXT_BUSY", "TEXT_EMPTY", "TEXT_ERROR", "TEXT_FEEDBACK", "TEXT_FEEDBACK_DUP", "TEXT_FEEDBACK_FAILED",
-    "TEXT_FORGET_CANCELLED", "TEXT_FORGET_EXPIRED", "TEXT_FORGET_FAILED", "TEXT_HELP",
-    "TEXT_NO_REC", "TEXT_NO_WORDS", "TEXT_TIMEOUT", "TEXT_WAIT",
-    "busy_response", "callback_ack", "clip", "feedback_response", "forget_done_response",
-    "forget_question_response", "help_response", "mood_quick_replies", "rate_limited_response",
-    "recommendation_response", "text_response", "top_mood",
+    "OTHER_TEXT", "REFINE_LABELS", "TEXT_BUSY", "TEXT_EMPTY", "TEXT_ERROR", "TEXT_FEEDBACK",
+    "TEXT_FEEDBACK_DUP", "TEXT_FEEDBACK_FAILED", "TEXT_FORGET_CANCELLED", "TEXT_FORGET_EXPIRED",
+    "TEXT_FORGET_FAILED", "TEXT_HELP", "TEXT_NO_REC", "TEXT_NO_WORDS", "TEXT_TIMEOUT", "TEXT_WAIT",
+    "answer_quick_replies", "busy_response", "callback_ack", "clip", "feedback_response",
+    "forget_done_response", "forget_question_response", "help_response", "mood_quick_replies",
+    "rate_limited_response", "recommendation_response", "text_response", "top_mood",
 ]
 
 TEXT_EMPTY = "듣고 싶은 분위기나 지금 기분을 말해 주세요 🎧\n예: '오늘 좀 지쳤어', '/mood 평화'"
@@ -51,8 +55,12 @@ TEXT_HELP = (
     "• 기분을 한두 마디로 말해 주세요. 예: '오늘 좀 지쳤어', '시험 끝나서 신나'\n"
     "• 분위기를 바로 고를 수도 있어요: 분노 · 긴장 · 슬픔 · 평화 · 기쁨 · 중립 "
     "(예: '/mood 평화')\n"
+    "• 듣고 싶은 걸 그대로 말해도 돼요. 예: '신나는 힙합 틀어줘', '아이유 노래', "
+    "'밤편지 같은 노래', '우울한데 신나는 걸로 바꾸고 싶어'\n"
     "• 추천이 마음에 들면 '좋아요', 아니면 '별로예요', 다른 곡을 원하면 '다른 노래'를 눌러 "
-    "주세요. 다음 추천에 반영돼요.\n"
+    "주세요. 다음 추천에 반영돼요. '2번 좋다', '1번 별로'처럼 곡을 골라 말해도 돼요.\n"
+    "• 방금 추천을 다듬을 수도 있어요: '더 신나게', '더 잔잔하게', '다른 거', '발라드로', "
+    "'2번 같은 거'\n"
     "• '내 정보 삭제'라고 보내면 저장된 추천 기록과 피드백을 모두 지워요.")
 TEXT_FORGET_QUESTION = (
     "저장된 내 정보(추천 기록, 피드백)를 모두 삭제할까요? 되돌릴 수 없어요.\n"
@@ -62,6 +70,11 @@ TEXT_FORGET_EXPIRED = ("확인 시간이 지났거나 삭제 요청을 찾지 �
                        "지우려면 다시 '내 정보 삭제'라고 보내 주세요.")
 TEXT_FORGET_FAILED = "지금은 정보를 삭제하지 못했어요. 잠시 후 다시 '삭제할게요'를 눌러 주세요."
 MORE_LABEL = "다른 노래 더 보기"
+#: Quick replies that refine the last answer; each is sent as typed text ("더 신나게" is a
+#: refinement the engine understands from the thread it keeps, so it survives a restart).
+REFINE_LABELS = ("더 신나게", "더 잔잔하게")
+#: What "다른 노래" asks the engine after recording the skip: a refinement of the same thread.
+OTHER_TEXT = "다른 거"
 _REPLY_FOR_SIGNAL = {sig: label for label, sig in KAKAO_REPLIES.items()}
 #: How the store's per-table counts read to a person (tables not listed are not mentioned).
 _FORGOT = (("recommendations", "추천 기록"), ("feedback", "피드백"))
@@ -135,52 +148,74 @@ def top_mood(emotion: Sequence[float]) -> str:
     return LABELS[max(range(len(emotion)), key=lambda i: emotion[i])]
 
 
-def mood_line(rec: Recommendation) -> str:
-    """The mood we read, in words a person recognises: "😢 슬픔 72% · 😰 긴장 18%"."""
-    if rec.source == "explicit":
-        e = EMOTIONS[index_of(top_mood(rec.emotion))]
-        return f"{e.emoji} {e.ko} 무드로 골라 봤어요."
-    parts = [f"{EMOTIONS[index_of(label)].emoji} {label} {p:.0%}" for label, p in rec.dominant]
-    if rec.source == "similar":
-        return f"비슷한 분위기({' · '.join(parts)})의 노래예요."
-    return f"지금 기분: {' · '.join(parts)}\n이런 노래 어때요?"
-
-
 def feedback_extra(rec_id: str, signal: Signal, mood: str | None) -> dict[str, str]:
-    """What a quick reply carries back: the answer, the signal and the mood (flat strings)."""
+    """What a quick reply carries back: the answer, the signal and the mood (flat strings).
+
+    The mood lets "다른 노래" still answer for the same mood when the engine no longer has
+    the thread (the user deleted their data since).
+    """
     extra = {"rec_id": rec_id, "signal": signal.value}
     if mood:
         extra["mood"] = mood
     return extra
 
 
-def feedback_quick_replies(rec: Recommendation) -> list[dict[str, Any]]:
-    mood = top_mood(rec.emotion)
-    return [{"label": label, "action": "message", "messageText": label,
-             "extra": feedback_extra(rec.rec_id, sig, mood)}
-            for label, sig in KAKAO_REPLIES.items()]
+def refine_quick_replies() -> list[dict[str, Any]]:
+    """"더 신나게" / "더 잔잔하게": plain messages, so tapping one is the same as typing it."""
+    return [{"label": label, "action": "message", "messageText": label}
+            for label in REFINE_LABELS]
 
 
-def recommendation_response(rec: Recommendation, intro: str | None = None) -> dict[str, Any]:
-    """simpleText (the mood read) + listCard of up to 5 tracks, or a carousel for 6-10."""
-    text = mood_line(rec) if intro is None else f"{intro}\n{mood_line(rec)}"
+def answer_quick_replies(rec_id: str, mood: str | None) -> list[dict[str, Any]]:
+    """After an answer: 좋아요 / 별로예요 / 다른 노래 (feedback on it) + the refinements."""
+    feedback = [{"label": label, "action": "message", "messageText": label,
+                 "extra": feedback_extra(rec_id, sig, mood)}
+                for label, sig in KAKAO_REPLIES.items()]
+    return feedback + refine_quick_replies()
+
+
+def _mood_of(reply: Reply) -> str | None:
+    return top_mood(reply.emotion) if reply.emotion else None
+
+
+def _header(reply: Reply, mood: str | None) -> str:
+    """The listCard title: the mood the songs are for (the goal, when lifting a mood), and the
+    genre asked for, so the card still reads right when it is all someone looks at."""
+    goal = reply.request.get("target_mood") if reply.strategy == "lift" else None
+    genres = reply.request.get("genres") or ()
+    title = "🎧 추천 노래"
+    try:
+        if goal:
+            e = EMOTIONS[index_of(goal)]
+            title = f"{e.emoji} {e.ko} 쪽으로 가는 노래"
+        elif mood:
+            e = EMOTIONS[index_of(mood)]
+            title = f"{e.emoji} {e.ko}에 어울리는 노래"
+    except UnknownEmotionError:
+        pass
+    if genres:
+        title += f" · {'/'.join(map(str, genres))}"
+    return clip(title, LIMITS.header_title)
+
+
+def recommendation_response(reply: Reply, intro: str | None = None) -> dict[str, Any]:
+    """The engine's intro (what it understood) + a listCard of up to 5 tracks, each described by
+    its own reason, or a basicCard carousel for 6-10; feedback and refinement quick replies."""
+    text = reply.text if intro is None else f"{intro}\n{reply.text}"
     outputs: list[dict[str, Any]] = [{"simpleText": {"text": clip_keep_lines(
         text, LIMITS.simple_text)}}]
-    if not rec.tracks:
-        outputs[0]["simpleText"]["text"] = clip_keep_lines(
-            text + "\n아쉽게도 지금은 어울리는 노래를 찾지 못했어요.", LIMITS.simple_text)
+    if not reply.tracks or not reply.rec_id:  # the engine's text already says nothing fitted
         return _response(outputs, mood_quick_replies())
-    mood = top_mood(rec.emotion)
+    mood = _mood_of(reply)
     more = {"label": MORE_LABEL, "action": "message",
             "messageText": _REPLY_FOR_SIGNAL[Signal.SKIP],
-            "extra": feedback_extra(rec.rec_id, Signal.SKIP, mood)}
-    e = EMOTIONS[index_of(mood)]
-    if len(rec.tracks) <= LIMITS.list_items:
+            "extra": feedback_extra(reply.rec_id, Signal.SKIP, mood)}
+    if len(reply.tracks) <= LIMITS.list_items:
         outputs.append({"listCard": {
-            "header": {"title": clip(f"{e.emoji} {e.ko}에 어울리는 노래", LIMITS.header_title)},
+            "header": {"title": _header(reply, mood)},
             "items": [{"title": clip(f"{t.title} — {t.artist}", LIMITS.list_title),
                        "description": short_reason(t.reason),
-                       "link": {"web": t.link}} for t in rec.tracks],
+                       "link": {"web": t.link}} for t in reply.tracks],
             "buttons": [more],
         }})
     else:
@@ -188,17 +223,19 @@ def recommendation_response(rec: Recommendation, intro: str | None = None) -> di
             {"title": clip(f"{t.title} — {t.artist}", LIMITS.card_title),
              "description": clip(t.reason, LIMITS.card_description),
              "buttons": [{"label": "듣기", "action": "webLink", "webLinkUrl": t.link}]}
-            for t in rec.tracks[: LIMITS.carousel_items]]}})
-    return _response(outputs, feedback_quick_replies(rec))
+            for t in reply.tracks[: LIMITS.carousel_items]]}})
+    return _response(outputs, answer_quick_replies(reply.rec_id, mood))
 
 
 def feedback_response(text: str, rec_id: str | None, mood: str | None) -> dict[str, Any]:
-    """The thanks for a "좋아요"/"별로예요", with "다른 노래" for the same answer and the moods."""
+    """The thanks for a "좋아요"/"별로예요": "다른 노래" for the same answer, the refinements,
+    and the moods (to start afresh)."""
     replies = mood_quick_replies()
     if rec_id:
         label = _REPLY_FOR_SIGNAL[Signal.SKIP]
-        replies.insert(0, {"label": label, "action": "message", "messageText": label,
-                           "extra": feedback_extra(rec_id, Signal.SKIP, mood)})
+        replies[:0] = [{"label": label, "action": "message", "messageText": label,
+                        "extra": feedback_extra(rec_id, Signal.SKIP, mood)},
+                       *refine_quick_replies()]
     return text_response(text, replies)
 
 

@@ -1,16 +1,21 @@
 """The skill: route one parsed request to the engine and answer inside Kakao's 5-second deadline.
 
+* **Conversation.** Free text — moods, requests ("신나는 힙합 틀어줘"), refinements ("더 신나게",
+  "다른 거"), "2번 좋다", smalltalk — goes to ``Recommender.respond``, the one conversational
+  entry point every adapter shares; the skill only renders the :class:`~bot.dialogue.Reply`.
+  What stays here is what only Kakao has: tapped quick replies that carry an ``extra``, the
+  "내 정보 삭제" confirmation, and the help/feedback words the parser recognises.
 * **Deadline.** When the engine is slow and the request carries a ``callbackUrl``, answer
   ``useCallback`` at once and POST the real answer there when it is ready (valid once, for a
   minute). Without one, wait up to ``deadline_s`` and then say politely that we are slow — a
   late answer is a lost answer on Kakao.
 * **Capacity.** The engine admits at most ``ENGINE_MAX_PENDING`` requests (every adapter, direct
-  and callback alike) and refuses the rest at once with :class:`EngineBusyError`; we turn that
-  into the "busy" reply immediately — no callback ack for work we will not do. Deliveries still
-  in flight are capped the same way, since each outlives its engine slot while Kakao takes the
-  POST.
+  and callback alike) and refuses the rest at once (a "busy" Reply); we send the busy bubble
+  immediately — no callback ack for work we will not do. Deliveries still in flight are capped
+  the same way, since each outlives its engine slot while Kakao takes the POST.
 * **Budgets.** Recommendations and feedback taps are rate-limited separately per user, so
-  tapping "좋아요" never costs a recommendation.
+  tapping "좋아요" never costs a recommendation; "다른 노래", which answers with new songs,
+  counts as a recommendation.
 * **Feedback and privacy** go through the engine only (``feedback_answer``, ``last_answer``,
   ``forget_user``): the adapter keeps no per-user state but a short-lived, bounded note that a
   user asked to delete their data.
@@ -29,18 +34,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.engine import (
-    EngineBusyError,
-    EngineError,
-    FeedbackUnavailableError,
-    InputTooLongError,
-    Recommender,
-    UnknownAnswerError,
-)
+from bot.dialogue import Reply
+from bot.engine import FeedbackUnavailableError, Recommender, UnknownAnswerError
 from bot.feedback import Signal
 from bot.kakao.callback import CallbackRefusedError
 from bot.kakao.parse import Command, FeedbackTap, SkillRequest, has_words, is_blank
 from bot.kakao.render import (
+    OTHER_TEXT,
     TEXT_BUSY,
     TEXT_EMPTY,
     TEXT_ERROR,
@@ -63,7 +63,6 @@ from bot.kakao.render import (
     rate_limited_response,
     recommendation_response,
     text_response,
-    top_mood,
 )
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
@@ -86,7 +85,10 @@ FORGET_PENDING_MAX = 10_000
 #: Routes that run the engine's recommender (and so may need the callback flow).
 _ENGINE_ROUTES = frozenset({Command.RECOMMEND, Command.FEEDBACK})
 
-Reply = tuple[str, dict[str, Any], str | None]  # (kind for metrics/logs, response, rec_id)
+Answer = tuple[str, dict[str, Any], str | None]  # (kind for metrics/logs, response, rec_id)
+#: Metric/log kind of each kind of engine Reply ("recommend" keeps its old metric name).
+_REPLY_KINDS = {"recommend": "recommendation", "smalltalk": "smalltalk", "feedback": "feedback",
+                "help": "help", "privacy": "forget_ask", "busy": "busy", "error": "engine_error"}
 
 
 class Skill:
@@ -133,7 +135,10 @@ class Skill:
     async def handle(self, req: SkillRequest) -> dict[str, Any]:
         """Rate-limit (per kind of request), then answer within the deadline."""
         route = self.route(req)
-        engine_budget = route is Command.RECOMMEND
+        # "다른 노래" is feedback *and* a new answer: it spends the recommendation budget, or a
+        # stream of taps would get answers at the (larger) feedback rate.
+        engine_budget = route is Command.RECOMMEND or (
+            req.tap is not None and req.tap.signal is Signal.SKIP)
         limiter = self.limiter if engine_budget else self.feedback_limiter
         wait = limiter.hit(req.user_id)
         if wait is not None:
@@ -222,7 +227,8 @@ class Skill:
 
     # -- what to answer -----------------------------------------------------------------------
     async def answer(self, req: SkillRequest, route: Command) -> dict[str, Any]:
-        """Route one request to the engine and render the result.
+        """Route one request (Kakao's own commands here, everything else to ``respond``) and
+        render the result.
 
         Never raises (except cancellation): every failure becomes a polite text, because the
         same answer may be posted to a callback URL where an exception would be lost.
@@ -244,8 +250,8 @@ class Skill:
                                                             mood_quick_replies())
             elif route is Command.FEEDBACK and req.tap is not None:
                 kind, resp, rec_id = await self._feedback(req, req.tap)
-            else:
-                kind, resp, rec_id = await self._recommend(req)
+            else:  # free text, and "취소" with no deletion pending
+                kind, resp, rec_id = await self._converse(req)
         except Exception:
             log.exception("kakao answer failed", extra={"user": self.engine.user_ref(req.user_id)})
         if resp is None:
@@ -260,39 +266,60 @@ class Skill:
         log.info("kakao answer", extra=fields)
         return resp
 
-    async def _recommend(self, req: SkillRequest, mood: str | None = None,
-                         intro: str | None = None) -> Reply:
-        text = req.utterance
-        if mood is None:
+    async def _converse(self, req: SkillRequest, text: str | None = None,
+                        intro: str | None = None) -> Answer:
+        """Hand a message to ``engine.respond`` and render the Reply it gives.
+
+        ``text`` is what to say instead of the utterance (a tapped "다른 노래" asks for "다른
+        거"); ``intro`` goes before the engine's own first line. Blank and emoji-only messages
+        are answered here, at the edge, without taking an engine slot.
+        """
+        if text is None:
+            text = req.utterance
             if is_blank(text):
                 return "prompt", text_response(TEXT_EMPTY, mood_quick_replies()), None
             if not has_words(text) and parse_emotion(text) is None:
                 return "prompt", text_response(TEXT_NO_WORDS, mood_quick_replies()), None
         try:
-            if mood is None:  # explicit moods ("/mood 평화", "슬픔") are the engine's to spot
-                rec = await self.engine.recommend(req.engine_user, text, channel="kakao")
-            else:
-                rec = await self.engine.recommend_mood(req.engine_user, mood, channel="kakao")
-        except EngineBusyError as exc:
-            return "busy", busy_response(str(exc)), None
-        except EngineError as exc:  # too long, and the like: the message says what to do
-            kind = "too_long" if isinstance(exc, InputTooLongError) else "engine_error"
-            return kind, text_response(str(exc)), None
+            reply = await self.engine.respond(req.engine_user, text, channel="kakao")
         except Exception as exc:  # the engine counted it (moodtune_engine_errors_total)
-            log.error("recommend failed: %s", type(exc).__name__, exc_info=True,
+            log.error("respond failed: %s", type(exc).__name__, exc_info=True,
                       extra={"user": self.engine.user_ref(req.user_id)})
             return "error", text_response(TEXT_ERROR), None
-        kind = "more" if mood else "recommendation"
-        return kind, recommendation_response(rec, intro), rec.rec_id
+        return self._render(req, reply, intro)
 
-    async def _feedback(self, req: SkillRequest, tap: FeedbackTap) -> Reply:
-        """Whole-answer feedback; a tap names its answer, a typed word means the last one."""
+    def _render(self, req: SkillRequest, reply: Reply, intro: str | None) -> Answer:
+        """One engine Reply as a Kakao response (every builder validates what it returns)."""
+        kind = _REPLY_KINDS.get(reply.kind, "engine_error")
+        if reply.kind == "recommend":
+            return ("more" if intro else kind), recommendation_response(reply, intro), reply.rec_id
+        if reply.kind == "privacy":  # asked in words: the same confirmation as "내 정보 삭제"
+            return kind, self._ask_forget(req), None
+        if reply.kind == "help":  # Kakao's own help: it names the buttons this channel has
+            return kind, help_response(), None
+        if reply.kind == "busy":
+            return kind, busy_response(reply.text), None
+        if reply.kind == "feedback":
+            return kind, feedback_response(reply.text, reply.rec_id, None), reply.rec_id
+        text = reply.text if intro is None else f"{intro}\n{reply.text}"
+        if reply.kind == "smalltalk":
+            return kind, text_response(text, mood_quick_replies()), None
+        return kind, text_response(text), None
+
+    async def _feedback(self, req: SkillRequest, tap: FeedbackTap) -> Answer:
+        """Whole-answer feedback; a tap names its answer, a typed word means the last one.
+
+        "다른 노래" records a skip on that answer, then asks the engine for "다른 거" — a
+        refinement of the user's thread, which the engine keeps in the store, so it works
+        after a restart too.
+        """
         rec_id, mood = tap.rec_id, tap.mood
-        if rec_id is None or (mood is None and tap.signal is Signal.SKIP):
+        has_thread = True
+        if rec_id is None or tap.signal is Signal.SKIP:
             last = await self.engine.last_answer(req.engine_user)
-            if last is not None and rec_id in (None, last.rec_id):
+            has_thread = last is not None
+            if last is not None and rec_id is None:
                 rec_id = last.rec_id
-                mood = mood or top_mood(last.emotion)
         if rec_id is None:
             return "prompt", text_response(TEXT_NO_REC, mood_quick_replies()), None
         new, problem = 0, None
@@ -307,9 +334,11 @@ class Skill:
             log.log(level, "feedback not recorded: %s", type(exc).__name__,
                     extra={"user": self.engine.user_ref(req.user_id), "rec_id": rec_id})
         if tap.signal is Signal.SKIP:
-            if mood is None:
-                return "prompt", text_response(TEXT_NO_REC, mood_quick_replies()), None
-            return await self._recommend(req, mood=mood, intro=TEXT_FEEDBACK[Signal.SKIP])
+            if has_thread:
+                return await self._converse(req, OTHER_TEXT, TEXT_FEEDBACK[Signal.SKIP])
+            if mood is not None:  # the thread is gone (deleted): the button's mood still says
+                return await self._converse(req, mood, TEXT_FEEDBACK[Signal.SKIP])
+            return "prompt", text_response(TEXT_NO_REC, mood_quick_replies()), None
         if problem is not None:
             kind = "feedback_failed" if problem == TEXT_FEEDBACK_FAILED else "feedback_unknown"
             return kind, feedback_response(problem, None, None), None
