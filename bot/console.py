@@ -14,15 +14,18 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from bot.dialogue import Reply
 from bot.engine import EngineError, Recommendation, Recommender
 from bot.feedback import Signal, parse_signal
 from inference.emotions import EMOTIONS, UnknownEmotionError, index_of
 from inference.text import clean_text
 
-__all__ = ["ConsoleChat", "render_recommendation", "run_console"]
+__all__ = ["ConsoleChat", "render_recommendation", "render_reply", "run_console"]
 
 HELP = """\
-지금 기분을 한국어로 말해 주세요 (예: 오늘 너무 지치고 우울해). 다섯 곡을 골라 드려요.
+지금 기분이나 듣고 싶은 걸 한국어로 말해 주세요. 다섯 곡을 이유와 함께 골라 드려요.
+  예: 오늘 너무 지치고 우울해 · 운동할 때 들을 힙합 · 아이유 노래 · 밤편지 같은 노래
+      우울한데 신나는 걸로 바꾸고 싶어 · 더 신나게 · 좀 더 잔잔하게 · 다른 거 · 2번 좋다
   1+  / 1-        1번 곡 좋아요 / 별로예요   (1++ 최고, 1> 다음에)
   /mood 평화      그 무드의 곡 (분노 긴장 슬픔 평화 기쁨 중립)
   /more 2         2번 곡과 비슷한 곡
@@ -42,6 +45,25 @@ _FEEDBACK = re.compile(r"^\s*([1-9])\s*(\S+)\s*$")
 def _bar(p: float, width: int = 10) -> str:
     full = round(p * width)
     return "█" * full + "░" * (width - full)
+
+
+def render_reply(reply: Reply) -> str:
+    """A Reply as terminal text: the intro, mood bars, then numbered tracks with reasons."""
+    if not reply.tracks:
+        return reply.text
+    lines = [reply.text, ""]
+    if reply.emotion is not None and reply.source == "text":
+        e = reply.emotion
+        order = sorted(range(len(e)), key=lambda i: -e[i])
+        lines += [f"  {EMOTIONS[i].emoji} {EMOTIONS[i].ko} {_bar(e[i])} {e[i]:.0%}"
+                  for i in order[:3]] + [""]
+    for n, t in enumerate(reply.tracks, 1):
+        genre = f" [{t.genre}]" if t.genre else ""
+        lines.append(f"{n}. {t.title} — {t.artist}{genre}")
+        lines.append(f"   {t.reason}")
+        lines.append(f"   {t.link}")
+    lines.append("(1+ / 1- 로 평가, '더 신나게'·'다른 거'로 다듬기, /help 도움말)")
+    return "\n".join(lines)
 
 
 def render_recommendation(rec: Recommendation) -> str:
@@ -108,9 +130,21 @@ class ConsoleChat:
                 return await self._feedback(int(m.group(1)), parse_signal(m.group(2)))
             if cmd.startswith("/"):
                 return f"모르는 명령이에요: {cmd}\n{HELP}"
-            return self._show(await self.rec.recommend(self.user_id, text, channel="console"))
+            return await self._respond(text)
         except EngineError as exc:
             return str(exc)
+
+    async def _respond(self, text: str) -> str:
+        """Everything that is not a console command goes to the engine's conversation."""
+        reply = await self.rec.respond(self.user_id, text, channel="console")
+        if reply.kind == "privacy":
+            self._forget_asked_at = time.monotonic()
+            return FORGET_ASK
+        if reply.kind == "help":
+            return f"{reply.text}\n\n{HELP}"
+        if reply.tracks:
+            self.last = _as_recommendation(self.user_id, reply)
+        return render_reply(reply)
 
     def _show(self, rec: Recommendation) -> str:
         self.last = rec
@@ -121,7 +155,7 @@ class ConsoleChat:
             i = index_of(arg)
         except UnknownEmotionError:
             return "무드를 골라 주세요: " + " ".join(e.ko for e in EMOTIONS)
-        return self._show(await self.rec.recommend_mood(self.user_id, i, channel="console"))
+        return await self._respond(EMOTIONS[i].ko)
 
     def _track(self, n: int):
         if self.last is None:
@@ -133,11 +167,10 @@ class ConsoleChat:
     async def _more(self, arg: str) -> str:
         if not arg.strip().isdigit():
             return "비슷한 곡을 찾을 번호를 써 주세요 (예: /more 2)"
-        track, err = self._track(int(arg))
+        _, err = self._track(int(arg))
         if err:
             return err
-        return self._show(await self.rec.more_like(self.user_id, track.song_id,
-                                                   channel="console"))
+        return await self._respond(f"{int(arg)}번 같은 거")
 
     async def _feedback(self, n: int, signal: Signal) -> str:
         track, err = self._track(n)
@@ -174,6 +207,13 @@ class ConsoleChat:
         counts = await self.rec.forget_user(self.user_id)
         self.last = None
         return f"기록을 모두 지웠어요 ({sum(counts.values())}건)."
+
+
+def _as_recommendation(user_id: str, reply: Reply) -> Recommendation:
+    """Keep the tracks of the last answer for numbered feedback ("2+", "/more 2")."""
+    return Recommendation(rec_id=reply.rec_id or "", user_id=user_id,
+                          emotion=reply.emotion or (), source=reply.source,
+                          tracks=list(reply.tracks))
 
 
 async def run_console(recommender: Recommender, *, user_id: str = "console",

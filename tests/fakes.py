@@ -21,5 +21,7 @@ def make_settings(tmp: Path, n_songs: int = 300, **overrides) -> Settings:
     catalog = tmp / "catalog.jsonl"
     if not catalog.exists():
         synthetic_catalog(n_songs, seed=7).save(catalog)
-    values = {"data_dir": tmp / "var", "catalog_path": catalog, **overrides}
+    # Deterministic ranking unless a test asks for exploration (it is tested on its own).
+    values = {"data_dir": tmp / "var", "catalog_path": catalog, "rank_exploration": 0.0,
+              **overrides}
     return Settings(_env_file=None, **values)

@@ -202,3 +202,16 @@ def test_clean_text_replaces_lone_surrogates_and_drops_control_characters():
 async def test_a_lone_surrogate_gets_an_answer_not_a_traceback(engine):
     rec = await engine.recommend("u", "\ud800우울해")
     assert len(rec.tracks) == 5
+
+
+# ---- exploration (issue 11: no song dominates exposure) ------------------------------------------
+async def test_exploration_spreads_songs_across_users_in_the_same_mood(tmp_path):
+    async def served(exploration: float) -> set[str]:
+        settings = make_settings(tmp_path / str(exploration), rank_exploration=exploration)
+        async with await Recommender.open(settings, classifier=KeywordClassifier(),
+                                          use_store=False) as engine:
+            return {t.song_id for i in range(20)
+                    for t in (await engine.recommend(f"u{i}", "우울해")).tracks}
+
+    assert len(await served(0.0)) == 5  # deterministic: everyone gets the same five
+    assert len(await served(0.05)) > 10
