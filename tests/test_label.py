@@ -230,3 +230,29 @@ def test_described_song_read_as_another_mood_is_held_out_and_named(tmp_path):
                               ensure_ascii=False), encoding="utf-8")
     with pytest.raises(ValueError, match="bad record"):
         list(read_described_jsonl(bad))
+
+
+@pytest.mark.slow
+def test_label_on_the_shared_lyrics_reproduces_the_lyric_part_of_the_shipped_catalogue(tmp_path):
+    """Issue 11: the catalogue's lyric source is exactly what `moodtune label` computes."""
+    import itertools
+
+    from indexing.catalog import load_default
+    from inference.classifier import EmotionClassifier
+    from training.paths import songs_csv as lyrics_csv
+
+    if not lyrics_csv().exists():
+        pytest.skip(f"shared lyrics not found at {lyrics_csv()}")
+    songs = list(itertools.islice(read_lyrics_csv(lyrics_csv()), 40))
+    clf = EmotionClassifier.load(variant="fp32", threads=2, batch_size=64)
+    label_songs(songs, clf, tmp_path / "c.jsonl", progress=False, log=lambda _: None)
+    shipped = load_default()
+    compared = 0
+    for song in Catalog.load(tmp_path / "c.jsonl"):
+        ref = shipped.get(song.song_id)
+        if ref is None or "lyrics" not in ref.moods:
+            continue
+        assert np.allclose(song.vector, ref.moods["lyrics"], atol=1e-5), song.title
+        assert song.lang == ref.lang or ref.provenance["lang"]["source"] != "lyrics"
+        compared += 1
+    assert compared >= 30
