@@ -3,8 +3,13 @@ for slash commands and buttons, and the real engine + SQLite store underneath.
 
 What these tests pin down is behaviour a user or an operator would notice: who the bot answers,
 what lands in the store (and what does not — the bot's own reactions, a forgotten user), that
-admin commands refuse non-admins, that recommending keeps working while the index is rebuilt,
-and that feedback buttons still work after a restart.
+every way in goes through ``Recommender.respond`` (genre requests, refinements, privacy words,
+chatter the bot stays quiet on), that ⏭️ and the 다른 노래 / 더 신나게 buttons continue the thread,
+that admin commands refuse non-admins, that recommending keeps working while the index is
+rebuilt, and that buttons still work after a restart.
+
+New-behaviour tests import only names that existed before issue 12, so run against the old
+adapter they fail one by one on what they check rather than all at once on an import.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import discord.ext.test as dpytest
 import pytest
 
 import bot.engine as engine_mod
+from bot.dialogue import SMALLTALK
 from bot.discord import DiscordConfigError, create_bot, run_discord
 from bot.discord.admin import AdminCog
 from bot.discord.app import Answer, MoodtuneBot
@@ -39,7 +45,7 @@ from bot.discord.render import (
     user_key,
 )
 from bot.discord.replies import NotAdminError
-from bot.discord.views import FeedbackButton, feedback_custom_id
+from bot.discord.views import FeedbackButton, ForgetConfirmView, feedback_custom_id
 from bot.engine import Recommender
 from bot.feedback import Signal
 from bot.ratelimit import RateLimiter
@@ -173,6 +179,28 @@ def followup_embeds(inter: MagicMock) -> list[discord.Embed]:
     return [kw["embed"] for k, kw in inter.log if k == "followup" and kw.get("embed")]
 
 
+def spy_respond(engine: Recommender, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Record every ``respond(user, text, channel=…)`` call (and still run the real one)."""
+    said: list[tuple] = []
+    real = engine.respond
+
+    async def spy(user_id: str, text: str, **kwargs: Any) -> Any:
+        said.append((user_id, text, kwargs.get("channel")))
+        reply = await real(user_id, text, **kwargs)
+        spy.replies.append(reply)  # type: ignore[attr-defined]
+        return reply
+
+    spy.replies = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(engine, "respond", spy)
+    return said
+
+
+def button_labelled(view: discord.ui.View, label: str) -> Any:
+    found = [b for b in view.children if getattr(getattr(b, "item", b), "label", None) == label]
+    assert found, f"no {label!r} button under the answer"
+    return found[0]
+
+
 # ---- who the bot talks to -------------------------------------------------------------------
 async def test_mention_gets_embed_reply_linked_to_its_recommendation(bot, engine):
     member = dpytest.get_config().members[0]
@@ -277,7 +305,7 @@ async def test_long_input_is_refused_politely_and_nothing_is_stored(bot, engine)
 
 
 async def test_engine_failure_is_answered_and_the_bot_keeps_working(bot, engine, monkeypatch):
-    monkeypatch.setattr(engine, "recommend", AsyncMock(side_effect=RuntimeError("boom")))
+    monkeypatch.setattr(engine, "respond", AsyncMock(side_effect=RuntimeError("boom")))
     await dpytest.message(f"<@{bot.user.id}> 우울해", channel=0, member=0)
     assert dpytest.get_message().content == ENGINE_FAILED
     monkeypatch.undo()
@@ -350,6 +378,164 @@ async def test_reply_says_feedback_is_off_when_the_link_cannot_be_stored(bot, en
     assert reply.reactions == []  # no reactions offered that could not be saved
 
 
+# ---- one conversation: everything through respond() ----------------------------------------
+async def test_a_mention_asking_for_a_genre_gets_only_that_genre(bot, engine):
+    await dpytest.message(f"<@{bot.user.id}> 힙합 노래 추천해줘", channel=0, member=0)
+    embed = dpytest.get_message().embeds[0]
+    stored = await engine.store.recommendation(rec_id_of(embed))
+    assert len(stored.song_ids) == 5
+    assert {engine.index.get(s).genre for s in stored.song_ids} == {"랩/힙합"}
+    intro, tracks = embed.description.split("\n\n", 1)
+    assert "힙합" in intro  # the answer says what it understood, before the songs
+    assert tracks.count("· 랩/힙합") == 5
+
+
+async def test_smalltalk_is_quiet_in_an_enabled_channel_and_costs_no_budget(bot, engine):
+    channel = dpytest.get_config().channels[0]
+    await engine.set_channel_enabled(channel.guild.id, channel.id, True)
+    bot.limiter = RateLimiter(1)
+    for chatter in ("ㅇㅋ", "ㅋㅋ", "ㅇㅇ 알겠어", "고마워"):
+        await dpytest.message(chatter, channel=channel, member=0)
+        assert dpytest.verify().message().nothing(), chatter
+    await dpytest.message("오늘 좀 불안해", channel=channel, member=0)  # still within budget
+    assert dpytest.get_message().embeds
+    await dpytest.message("ㅇㅋ", channel=channel, member=0)  # after an answer, too
+    assert dpytest.verify().message().nothing()
+    assert (await engine.store.stats())["recommendations"] == 1
+
+
+async def test_smalltalk_in_a_dm_or_a_mention_gets_a_friendly_line(bot, engine):
+    member = dpytest.get_config().members[1]
+    dm = await member.create_dm()
+    await dpytest.message("고마워", channel=dm, member=member)
+    line = dpytest.get_message()
+    assert not line.embeds and line.content == SMALLTALK["thanks"]
+    await dpytest.message(f"<@{bot.user.id}> ㅋㅋ", channel=0, member=0)
+    line = dpytest.get_message()
+    assert not line.embeds and line.content in SMALLTALK.values()
+    assert (await engine.store.stats())["recommendations"] == 0
+
+
+async def test_help_in_chat_also_explains_the_discord_buttons(bot):
+    await dpytest.message(f"<@{bot.user.id}> 도움말", channel=0, member=0)
+    text = dpytest.get_message().content
+    assert "다른 노래" in text and "/mood" in text
+
+
+async def test_skip_reaction_records_the_skip_and_posts_different_songs(bot, engine):
+    cfg = dpytest.get_config()
+    member, other = cfg.members[0], cfg.members[2]
+    await dpytest.message(f"<@{bot.user.id}> 우울해", channel=0, member=0)
+    first = dpytest.get_message()
+    shown = await engine.store.recommendation(rec_id_of(first.embeds[0]))
+
+    await dpytest.add_reaction(member, first, "⏭️")
+    assert {(u, s, sig, scope) for u, s, sig, scope in await feedback_rows(engine.store)} == {
+        (user_key(member.id), s, "skip", "message") for s in shown.song_ids}
+    nxt = dpytest.get_message()
+    assert nxt.embeds, "⏭️ should bring a new answer"
+    again = await engine.store.recommendation(rec_id_of(nxt.embeds[0]))
+    assert again.user_id == user_key(member.id) and len(again.song_ids) == 5
+    assert not set(again.song_ids) & set(shown.song_ids)
+    assert await engine.store.rec_for_message(nxt.id) == again.rec_id  # its reactions count
+
+    # Someone else's ⏭️, or one on an answer that is no longer the latest, is feedback only.
+    await dpytest.add_reaction(other, nxt, "⏭️")
+    await dpytest.remove_reaction(member, first, "⏭️")
+    await dpytest.add_reaction(member, first, "⏭️")
+    assert dpytest.verify().message().nothing()
+    assert (await engine.store.stats())["recommendations"] == 2
+
+
+async def test_other_songs_button_answers_again_from_the_same_thread(bot, engine, monkeypatch):
+    cmds = cog(bot, UserCommands)
+    user = next(_ids)
+    inter = FakeInteraction.make(bot, user_id=user)
+    await cmds.recommend.callback(cmds, inter, "오늘 너무 우울해")
+    first = await engine.store.recommendation(rec_id_of(followup_embeds(inter)[0]))
+    button = button_labelled(inter.log[-1][1]["view"], "다른 노래")
+    said = spy_respond(engine, monkeypatch)
+
+    # Routed by custom_id alone, as after a restart.
+    press = await _press(bot, button.custom_id, user, until="followup")
+    assert kinds(press) == ["defer", "followup"] and press.log[0][1]["thinking"] is True
+    assert said == [(user_key(user), "다른 거", "discord")]
+    sent = press.log[1][1]
+    again = await engine.store.recommendation(rec_id_of(sent["embed"]))
+    assert again.user_id == user_key(user) and not set(again.song_ids) & set(first.song_ids)
+    assert await engine.store.rec_for_message(sent["message"].id) == again.rec_id
+    assert sent["view"] is not None  # the new answer has its own buttons
+
+    # Not the presser's latest answer (a stranger, or the older one): told why, nothing sent.
+    for who in (next(_ids), user):
+        refused = await _press(bot, button.custom_id, who)
+        assert kinds(refused) == ["send_message"] and refused.log[0][1]["ephemeral"] is True
+        assert "가장 최근" in texts(refused)[0]
+    assert len(said) == 1
+
+
+async def test_more_upbeat_button_asks_respond_for_that_refinement(bot, engine, monkeypatch):
+    cmds = cog(bot, UserCommands)
+    user = next(_ids)
+    inter = FakeInteraction.make(bot, user_id=user)
+    await cmds.recommend.callback(cmds, inter, "오늘 너무 우울해")
+    view = inter.log[-1][1]["view"]
+    said = spy_respond(engine, monkeypatch)
+    press = await _press(bot, button_labelled(view, "더 신나게").custom_id, user,
+                         until="followup")
+    assert said == [(user_key(user), "더 신나게", "discord")]
+    reply = engine.respond.replies[0]
+    assert reply.kind == "recommend" and reply.request.get("refinement") == "more_energy"
+    assert followup_embeds(press)
+    calmer = button_labelled(press.log[-1][1]["view"], "더 잔잔하게")
+    await _press(bot, calmer.custom_id, user, until="followup")
+    assert said[-1] == (user_key(user), "더 잔잔하게", "discord")
+    assert engine.respond.replies[-1].request.get("refinement") == "calmer"
+
+
+async def test_privacy_words_get_the_confirm_buttons_and_only_the_owner_can_delete(bot, engine):
+    member = dpytest.get_config().members[0]
+    await dpytest.message(f"<@{bot.user.id}> 우울해", channel=0, member=0)
+    dpytest.get_message()
+    await dpytest.message(f"<@{bot.user.id}> 내 기록 다 지워줘", channel=0, member=0)
+    prompt = dpytest.get_message()
+    assert not prompt.embeds and "지울까요" in prompt.content
+    view = bot._connection._view_store._synced_message_views[prompt.id]
+    assert isinstance(view, ForgetConfirmView)
+    assert len(await engine.store.history(user_key(member.id), 10)) == 1  # nothing gone yet
+
+    stranger = FakeInteraction.make(bot)
+    assert await view.interaction_check(stranger) is False
+    assert texts(stranger) and stranger.log[0][1]["ephemeral"] is True
+    click = FakeInteraction.make(bot, user_id=member.id)
+    assert await view.interaction_check(click) is True
+    await view.confirm.callback(click)
+    assert "지웠어요" in click.log[-1][1]["content"]
+    assert await engine.store.history(user_key(member.id), 10) == []
+
+
+async def test_an_unanswered_privacy_prompt_in_a_dm_expires(bot, engine):
+    member = dpytest.get_config().members[1]
+    dm = await member.create_dm()
+    await dpytest.message("내 정보 삭제해줘", channel=dm, member=member)
+    prompt = dpytest.get_message()
+    view = bot._connection._view_store._synced_message_views[prompt.id]
+    await view.on_timeout()
+    edited = await prompt.channel.fetch_message(prompt.id)
+    assert "그대로" in edited.content
+
+
+async def test_slash_recommend_reads_privacy_words_too(bot, engine):
+    cmds = cog(bot, UserCommands)
+    user = next(_ids)
+    inter = FakeInteraction.make(bot, user_id=user)
+    await cmds.recommend.callback(cmds, inter, "내 기록 전부 삭제해줘")
+    assert kinds(inter) == ["defer", "followup"]
+    assert isinstance(inter.log[1][1]["view"], ForgetConfirmView)
+    assert inter.log[1][1]["view"].owner_id == user
+
+
+
 # ---- slash commands -------------------------------------------------------------------------
 async def test_recommend_defers_then_answers_with_embed_buttons_and_link(bot, engine):
     cmds = cog(bot, UserCommands)
@@ -360,22 +546,40 @@ async def test_recommend_defers_then_answers_with_embed_buttons_and_link(bot, en
     sent = inter.log[1][1]
     rec_id = rec_id_of(sent["embed"])
     buttons = sent["view"].children
-    assert len(buttons) == 10 and {b.row for b in buttons} == set(range(5))
-    assert all(isinstance(b, FeedbackButton) and b.rec_id == rec_id for b in buttons)
+    # 👍 row, 👎 row, then [다른 노래][더 신나게][더 잔잔하게]: three of Discord's five rows.
+    assert len(buttons) == 13 and {b.row for b in buttons} == {0, 1, 2}
+    assert all(b.rec_id == rec_id for b in buttons)
+    assert sum(isinstance(b, FeedbackButton) for b in buttons) == 10
     assert await engine.store.rec_for_message(sent["message"].id) == rec_id
     assert [c.args[0] for c in sent["message"].add_reaction.await_args_list] == list(
         BOT_REACTIONS)
     assert (await engine.store.recommendation(rec_id)).user_id == user_key(inter.user.id)
 
 
-async def test_mood_offers_every_emotion_and_recommends_the_chosen_one(bot, engine):
+async def test_mood_offers_every_emotion_and_recommends_the_chosen_one(bot, engine,
+                                                                      monkeypatch):
     assert [c.value for c in MOOD_CHOICES] == [e.ko for e in EMOTIONS]
+    said = spy_respond(engine, monkeypatch)
     cmds = cog(bot, UserCommands)
     inter = FakeInteraction.make(bot)
     await cmds.mood.callback(cmds, inter, "평화")
+    assert said == [(user_key(inter.user.id), "/mood 평화", "discord")]  # the Korean name
     embed = followup_embeds(inter)[0]
     assert "평화" in embed.title
     assert (await engine.store.recommendation(rec_id_of(embed))).source == "explicit"
+
+
+async def test_mood_is_a_fresh_pick_not_a_refinement_of_the_last_answer(bot, engine):
+    cmds = cog(bot, UserCommands)
+    user = next(_ids)
+    await cmds.recommend.callback(cmds, FakeInteraction.make(bot, user_id=user),
+                                  "힙합 노래 추천해줘")
+    inter = FakeInteraction.make(bot, user_id=user)
+    await cmds.mood.callback(cmds, inter, "평화")
+    embed = followup_embeds(inter)[0]
+    assert "😌 평화" in embed.title and embed.fields[0].value.startswith("😌 평화")
+    stored = await engine.store.recommendation(rec_id_of(embed))
+    assert {engine.index.get(s).genre for s in stored.song_ids} != {"랩/힙합"}
 
 
 async def test_slash_refusals_are_ephemeral_and_skip_the_engine(bot, engine):
@@ -626,12 +830,14 @@ async def test_channel_list(bot, engine):
 
 
 # ---- buttons --------------------------------------------------------------------------------
-async def _press(b: MoodtuneBot, custom_id: str, user_id: int) -> MagicMock:
+async def _press(b: MoodtuneBot, custom_id: str, user_id: int, *,
+                 until: str | None = None) -> MagicMock:
     """Route a button press the way discord.py does for a message it knows nothing about.
 
     The interaction carries the message with its components (as Discord sends it); the bot's
     view store matches the custom_id against registered DynamicItem templates, builds the item
-    with ``from_custom_id`` and runs its ``callback``.
+    with ``from_custom_id`` and runs its ``callback``. Returns after the first answer, or after
+    the first answer of kind ``until`` (a refinement defers first, then follows up).
     """
     inter = FakeInteraction.make(b, user_id=user_id)
     inter.data = {"custom_id": custom_id, "component_type": 2}
@@ -646,8 +852,8 @@ async def _press(b: MoodtuneBot, custom_id: str, user_id: int) -> MagicMock:
             {"type": 2, "style": 3, "label": "1", "custom_id": custom_id}]}]})
     store = b._connection._view_store
     store.dispatch_view(2, custom_id, inter)
-    for _ in range(200):
-        if inter.log:
+    for _ in range(1000):
+        if inter.log and (until is None or until in kinds(inter)):
             break
         await asyncio.sleep(0.01)
     return inter
@@ -666,7 +872,8 @@ async def test_feedback_button_still_works_after_a_restart(tmp_path):
     await cmds.recommend.callback(cmds, inter, "오늘 너무 우울해")
     sent = inter.log[-1][1]
     rec_id = rec_id_of(sent["embed"])
-    second = next(b for b in sent["view"].children if b.position == 1 and b.signal is Signal.LIKE)
+    second = next(b for b in sent["view"].children
+                  if isinstance(b, FeedbackButton) and b.position == 1 and b.signal is Signal.LIKE)
     old_custom_id = second.custom_id
     await engine_a.close()
 
@@ -705,7 +912,9 @@ async def test_button_on_unknown_answer_or_during_outage_explains(bot, engine, m
     cmds = cog(bot, UserCommands)
     answered = FakeInteraction.make(bot, user_id=user)
     await cmds.recommend.callback(cmds, answered, "우울해")
-    button = answered.log[-1][1]["view"].children[1]  # 👎 on track 1
+    button = next(b for b in answered.log[-1][1]["view"].children
+                  if isinstance(b, FeedbackButton) and b.position == 0
+                  and b.signal is Signal.DISLIKE)  # 👎 on track 1
     monkeypatch.setattr(engine.store, "add_feedback",
                         AsyncMock(side_effect=StoreUnavailableError("database is locked")))
     inter = FakeInteraction.make(bot, user_id=user)
@@ -762,8 +971,11 @@ async def test_run_discord_hands_the_token_only_to_discord(engine, monkeypatch, 
 
 
 async def test_answer_turns_every_failure_into_a_sentence(bot, engine, monkeypatch):
-    ok = await bot.answer("discord:1", mood="슬픔")
-    assert ok.rec is not None and ok.notice is None
-    assert (await bot.answer("discord:1", mood="없는기분")).notice
-    monkeypatch.setattr(engine, "recommend", AsyncMock(side_effect=ValueError("bad")))
-    assert await bot.answer("discord:1", text="x") == Answer(notice=ENGINE_FAILED)
+    ok = await bot.answer("discord:1", "슬픔")
+    assert ok.kind == "recommend" and ok.embed is not None and ok.content is None
+    too_long = await bot.answer("discord:1", "가" * (engine.settings.max_input_chars + 1))
+    assert too_long.kind == "error" and "너무 길어요" in too_long.content
+    monkeypatch.setattr(engine, "respond", AsyncMock(side_effect=ValueError("bad")))
+    failed = await bot.answer("discord:1", "x")
+    assert isinstance(failed, Answer) and failed.kind == "error"
+    assert failed.content == ENGINE_FAILED and failed.embed is None

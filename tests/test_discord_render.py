@@ -10,7 +10,11 @@ import pytest
 from bot.discord.admin import is_admin
 from bot.discord.render import (
     BOT_REACTIONS,
+    DISCORD_HELP,
+    ENGINE_FAILED,
+    FORGET_PROMPT,
     NOTE_NO_FEEDBACK,
+    Answer,
     button_ack,
     channel_list_text,
     forget_done_text,
@@ -29,11 +33,15 @@ from bot.discord.render import (
 from bot.discord.views import (
     FEEDBACK_TEMPLATE,
     MAX_BUTTON_ROWS,
+    REFINE_TEMPLATE,
+    REFINEMENTS,
     FeedbackButton,
+    RefineButton,
     feedback_custom_id,
     feedback_view,
+    refine_custom_id,
 )
-from bot.engine import Recommendation, Track
+from bot.engine import Reply, Track
 from bot.feedback import BUTTONS, REACTIONS, Signal
 from bot.store import StoredItem, StoredRecommendation
 from inference.emotions import LABELS, NUM_EMOTIONS, index_of
@@ -53,10 +61,15 @@ def track(n: int, **kw) -> Track:
     return Track(**base)
 
 
-def rec(n_tracks: int = 5, source: str = "text", **kw) -> Recommendation:
-    return Recommendation(rec_id="0123456789abcdef", user_id="discord:1",
-                          emotion=kw.pop("emotion", vec(sadness=0.68, peace=0.2, joy=0.12)),
-                          source=source, tracks=[track(i) for i in range(1, n_tracks + 1)], **kw)
+INTRO = "지금 기분: 😢 슬픔 68%\n지금 마음에 어울리는 노래예요."
+
+
+def rec(n_tracks: int = 5, source: str = "text", **kw) -> Reply:
+    """A "recommend" Reply as ``Recommender.respond`` returns it."""
+    return Reply("recommend", kw.pop("text", INTRO),
+                 tracks=kw.pop("tracks", [track(i) for i in range(1, n_tracks + 1)]),
+                 emotion=kw.pop("emotion", vec(sadness=0.68, peace=0.2, joy=0.12)),
+                 rec_id=kw.pop("rec_id", "0123456789abcdef"), source=source, **kw)
 
 
 # ---- mood bars ------------------------------------------------------------------------------
@@ -85,8 +98,10 @@ def test_mood_lines_normalise_raw_song_vectors():
 def test_recommendation_embed_lists_tracks_as_links_with_reasons_and_rec_id():
     embed = recommendation_embed(rec())
     lines = embed.description.splitlines()
-    assert lines[0] == "**1. [노래 1](https://example.com/1)** — 가수 1"
-    assert lines[1] == "└ 이유 1"
+    # What was understood comes first, then the songs.
+    assert lines[:3] == ["지금 기분: 😢 슬픔 68%", "지금 마음에 어울리는 노래예요.", ""]
+    assert lines[3] == "**1. [노래 1](https://example.com/1)** — 가수 1"
+    assert lines[4] == "└ 이유 1"
     assert sum(line.startswith("**") for line in lines) == 5
     assert embed.fields[0].name == "기분 읽기"
     assert embed.fields[0].value.splitlines() == [
@@ -103,8 +118,23 @@ def test_recommendation_embed_title_follows_the_source():
     assert "비슷한" in recommendation_embed(rec(source="similar")).title
 
 
+def test_embed_shows_the_genre_and_works_without_intro_or_mood():
+    r = rec(text="", emotion=None, tracks=[track(1, genre="랩/힙합")])
+    embed = recommendation_embed(r)
+    assert embed.description.splitlines()[0] == (
+        "**1. [노래 1](https://example.com/1)** — 가수 1 · 랩/힙합")
+    assert embed.fields == [] and "지금 기분" in embed.title
+
+
+def test_intro_is_escaped_and_clipped():
+    embed = recommendation_embed(rec(text="**굵게** " + "가" * 2000))
+    head = embed.description.split("\n\n", 1)[0]
+    assert head.startswith("\\*\\*굵게") and len(head) < 700
+    assert len(embed) <= 6000
+
+
 def test_hostile_titles_and_urls_cannot_break_the_markdown():
-    r = Recommendation(rec_id="ab", user_id="u", emotion=vec(joy=1.0), source="text", tracks=[
+    r = rec(text="", emotion=vec(joy=1.0), tracks=[
         track(1, title="[**굵게**](http://evil)", artist="*별*",
               link="https://www.youtube.com/results?search_query=a (live)")])
     line = recommendation_embed(r).description.splitlines()[0]
@@ -117,8 +147,8 @@ def test_hostile_titles_and_urls_cannot_break_the_markdown():
 
 
 def test_long_titles_and_reasons_are_clipped_and_empty_answers_still_render():
-    long = Recommendation(rec_id="ab", user_id="u", emotion=vec(joy=1.0), source="text",
-                          tracks=[track(1, title="가" * 500, reason="나" * 900)])
+    long = rec(text="", emotion=vec(joy=1.0),
+               tracks=[track(1, title="가" * 500, reason="나" * 900)])
     lines = recommendation_embed(long).description.splitlines()
     assert len(lines[0]) < 200 and lines[0].count("…") == 1 and len(lines[1]) <= 182
     empty = recommendation_embed(rec(n_tracks=0))
@@ -129,6 +159,23 @@ def test_note_replaces_the_feedback_hint_in_the_footer():
     footer = recommendation_embed(rec(), note=NOTE_NO_FEEDBACK).footer.text
     assert footer.startswith(NOTE_NO_FEEDBACK) and "0123456789abcdef" in footer
     assert "반응" not in footer
+
+
+# ---- one Reply, one Discord shape -----------------------------------------------------------
+def test_answer_of_each_kind():
+    shown = Answer.of(rec())
+    assert shown.embed is not None and shown.content is None and not shown.confirm
+    assert shown.kind == "recommend"
+    privacy = Answer.of(Reply("privacy", "지우려면 '삭제할게요'라고 답해 주세요."))
+    # On Discord deleting takes a button press, not a typed answer.
+    assert privacy.confirm and privacy.content == FORGET_PROMPT and privacy.embed is None
+    for kind in ("smalltalk", "feedback", "busy", "error"):
+        said = Answer.of(Reply(kind, "네 🙂"))
+        assert (said.content, said.embed, said.confirm) == ("네 🙂", None, False)
+    helped = Answer.of(Reply("help", "도움말"))
+    assert helped.content.startswith("도움말") and helped.content.endswith(DISCORD_HELP)
+    assert Answer.of(Reply("error", "")).content == ENGINE_FAILED
+    assert len(Answer.of(Reply("smalltalk", "가" * 5000)).content) == 2000
 
 
 # ---- reactions and buttons ------------------------------------------------------------------
@@ -145,15 +192,41 @@ async def test_feedback_view_fits_discords_limits_and_encodes_each_track():
     items = view.children
     assert len(items) <= 25 and {i.row for i in items} == set(range(MAX_BUTTON_ROWS))
     assert view.timeout is None and view.is_persistent()
+    tracks = [i for i in items if isinstance(i, FeedbackButton)]
     pattern = re.compile(FEEDBACK_TEMPLATE)
-    for item in items:
-        assert isinstance(item, FeedbackButton) and len(item.custom_id) <= 100
+    for item in tracks:
+        assert len(item.custom_id) <= 100
         m = pattern.fullmatch(item.custom_id)
         assert m and m["rec"] == "0123456789abcdef" and int(m["pos"]) == item.position
         assert BUTTONS[m["sig"]] is item.signal and item.item.label == str(item.position + 1)
-    assert {(i.position, i.signal) for i in items} == {
-        (p, s) for p in range(5) for s in (Signal.LIKE, Signal.DISLIKE)}
+    assert {(i.position, i.signal) for i in tracks} == {
+        (p, s) for p in range(10) for s in (Signal.LIKE, Signal.DISLIKE)}
+    refine = [i for i in items if isinstance(i, RefineButton)]
+    assert [i.item.label for i in refine] == ["다른 노래", "더 신나게", "더 잔잔하게"]
+    assert {i.row for i in refine} == {4} and all(i.rec_id == "0123456789abcdef" for i in refine)
     assert feedback_view(rec(n_tracks=0)) is None
+
+
+async def test_five_tracks_take_a_like_row_a_dislike_row_and_the_refinement_row():
+    rows: dict[int, list[str]] = {}
+    for item in feedback_view(rec()).children:
+        rows.setdefault(item.row, []).append(f"{item.item.emoji}{item.item.label}")
+    assert rows == {0: ["👍1", "👍2", "👍3", "👍4", "👍5"],
+                    1: ["👎1", "👎2", "👎3", "👎4", "👎5"],
+                    2: ["🔀다른 노래", "⚡더 신나게", "🌙더 잔잔하게"]}
+
+
+async def test_refine_button_rebuilds_itself_from_its_custom_id():
+    assert refine_custom_id("beef", "other") == "mt:rf:beef:other"
+    assert REFINEMENTS["other"].words == "다른 거" and REFINEMENTS["up"].words == "더 신나게"
+    m = re.compile(REFINE_TEMPLATE).fullmatch("mt:rf:beef:down")
+    item = discord.ui.Button(custom_id="mt:rf:beef:down", row=2)
+    button = await RefineButton.from_custom_id(None, item, m)  # type: ignore[arg-type]
+    assert (button.rec_id, button.action, button.row) == ("beef", "down", 2)
+    for bad in ("mt:rf:BEEF:up", "mt:rf:beef:sideways", "mt:fb:beef:1:like"):
+        assert re.compile(REFINE_TEMPLATE).fullmatch(bad) is None, bad
+    with pytest.raises(ValueError):
+        refine_custom_id("beef", "louder")
 
 
 async def test_button_rebuilds_itself_from_its_custom_id():

@@ -1,16 +1,19 @@
 """The Discord bot object: wiring, the shared answer path, start-up and command sync.
 
-Cogs stay thin by sharing three things that live here: :meth:`MoodtuneBot.answer` (engine call
-with every failure turned into a sentence), :meth:`MoodtuneBot.attach_feedback` (link the reply
-to its rec id so reactions on uncached messages still count, then add the reaction buttons),
-and the per-user :class:`~bot.ratelimit.RateLimiter`, so a mention, a DM and ``/recommend``
-draw on one budget per person.
+Every way in — a mention, a DM, an enabled channel, ``/recommend``, ``/mood``, the ⏭️ reaction,
+the 다른 노래 / 더 신나게 / 더 잔잔하게 buttons — ends in the same two calls that live here:
+:meth:`MoodtuneBot.answer` (``Recommender.respond`` with every failure turned into a sentence)
+and :meth:`MoodtuneBot.deliver` (send the :class:`~bot.discord.render.Answer` wherever the
+caller says: an embed with buttons and reactions, the forget confirmation, or a line). The
+per-user :class:`~bot.ratelimit.RateLimiter` lives here too, so all of them draw on one budget
+per person.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 from discord.ext import commands
@@ -19,29 +22,26 @@ from bot.discord.render import (
     BOT_REACTIONS,
     ENGINE_FAILED,
     NOTE_NO_FEEDBACK,
+    Answer,
     recommendation_embed,
 )
-from bot.discord.views import FeedbackButton
-from bot.engine import EngineError, Recommendation, Recommender
+from bot.discord.views import FeedbackButton, ForgetConfirmView, RefineButton, feedback_view
+from bot.engine import Recommender, Reply
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
-from inference.emotions import UnknownEmotionError
 
 log = logging.getLogger("moodtune.discord")
 
 __all__ = ["Answer", "DiscordConfigError", "MoodtuneBot", "create_bot", "run_discord"]
 
 
+#: How a caller sends: ``message.reply``, ``interaction.followup.send`` or ``channel.send``
+#: with their fixed arguments bound; called with ``content`` / ``embed`` / ``view``.
+Send = Callable[..., Awaitable[Any]]
+
+
 class DiscordConfigError(RuntimeError):
     """The bot cannot connect as configured (bad token, intent not enabled); says how to fix."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Either a recommendation or a sentence to say instead (never both, never neither)."""
-
-    rec: Recommendation | None = None
-    notice: str | None = None
 
 
 class MoodtuneBot(commands.Bot):
@@ -74,7 +74,7 @@ class MoodtuneBot(commands.Bot):
         from bot.discord.commands import UserCommands
 
         # Buttons on messages sent before this process started route here by custom_id regex.
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, RefineButton)
         await self.add_cog(ChatCog(self))
         await self.add_cog(UserCommands(self))
         await self.add_cog(AdminCog(self))
@@ -109,38 +109,82 @@ class MoodtuneBot(commands.Bot):
         """
 
     # ---- the shared answer path -----------------------------------------------------------
-    async def answer(self, user_id: str, *, text: str | None = None,
-                     mood: str | None = None) -> Answer:
-        """Ask the engine; every failure becomes a polite sentence, never an exception."""
-        try:
-            if mood is not None:
-                rec = await self.recommender.recommend_mood(user_id, mood, channel="discord")
-            else:
-                rec = await self.recommender.recommend(user_id, text or "", channel="discord")
-        except (EngineError, UnknownEmotionError) as exc:
-            # InputTooLongError & co. carry messages written for the person (Korean, actionable).
-            return Answer(notice=str(exc))
-        except Exception:
-            log.exception("recommendation failed")
-            return Answer(notice=ENGINE_FAILED)
-        return Answer(rec=rec)
+    async def answer(self, user_id: str, text: str) -> Answer:
+        """``Recommender.respond`` for Discord; every failure becomes a polite sentence.
 
-    async def attach_feedback(self, message: discord.Message, rec: Recommendation) -> bool:
-        """Link ``message`` to ``rec`` and add the reaction buttons; False if feedback is off.
+        ``respond`` already turns what a person can cause (too long, busy, bad feedback) into a
+        Reply; this only catches the unexpected, so a bug never leaves someone without an answer.
+        """
+        try:
+            reply = await self.recommender.respond(user_id, text, channel="discord")
+        except Exception:
+            log.exception("respond failed")
+            reply = Reply("error", ENGINE_FAILED)
+        return Answer.of(reply)
+
+    async def deliver(self, send: Send, answer: Answer, *, owner_id: int,
+                      origin: discord.Interaction | None = None) -> discord.Message | None:
+        """Send ``answer`` through ``send``; the sent message, or None if Discord refused it.
+
+        A recommendation goes out with its buttons, then is linked to its rec id and gets the
+        reactions; a privacy request gets the confirm buttons, which only ``owner_id`` may press.
+        A missing permission or an expired interaction is logged, not raised: the handler that
+        called us has nothing better to do with it.
+        """
+        kwargs: dict[str, Any] = {}
+        view: discord.ui.View | None = None
+        if answer.confirm:
+            view = ForgetConfirmView(self, owner_id, origin=origin)
+        elif answer.embed is not None:
+            view = feedback_view(answer.reply)
+        if answer.content is not None:
+            kwargs["content"] = answer.content
+        if answer.embed is not None:
+            kwargs["embed"] = answer.embed
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            message = await send(**kwargs)
+        except discord.HTTPException:
+            log.warning("could not send an answer", exc_info=True)
+            return None
+        if message is None:
+            return None
+        if isinstance(view, ForgetConfirmView):
+            view.prompt = message
+        elif answer.embed is not None:
+            await self.attach_feedback(message, answer.reply)
+        return message
+
+    async def is_current_thread(self, user_id: str, rec_id: str) -> bool:
+        """Whether ``rec_id`` is ``user_id``'s latest answer — what "다른 거" refines.
+
+        A lookup failure counts as "yes": the engine then refines its own idea of the thread,
+        which is this answer in all but a rare race, and the person still gets their songs.
+        """
+        try:
+            last = await self.recommender.last_answer(user_id)
+        except Exception:
+            log.warning("last answer unavailable; continuing the thread anyway", exc_info=True)
+            return True
+        return last is not None and getattr(last, "rec_id", None) == rec_id
+
+    async def attach_feedback(self, message: discord.Message, reply: Reply) -> bool:
+        """Link ``message`` to ``reply``'s rec id and add the reactions; False if feedback is off.
 
         The link is what lets ``on_raw_reaction_add`` find the rec id for messages discord.py no
         longer caches (after a restart, or hours later). If the store cannot take it, the reply
         is edited to say feedback will not be saved instead of silently dropping reactions.
         """
-        if self.recommender.store is None:
+        if self.recommender.store is None or not reply.rec_id:
             return False
         try:
-            await self.recommender.link_message(message.id, rec.rec_id)
+            await self.recommender.link_message(message.id, reply.rec_id)
         except Exception:
-            log.warning("could not link message to %s; feedback disabled for it", rec.rec_id,
+            log.warning("could not link message to %s; feedback disabled for it", reply.rec_id,
                         exc_info=True)
             try:
-                await message.edit(embed=recommendation_embed(rec, note=NOTE_NO_FEEDBACK),
+                await message.edit(embed=recommendation_embed(reply, note=NOTE_NO_FEEDBACK),
                                    view=None)
             except discord.HTTPException:
                 log.warning("could not edit the reply to say feedback is off", exc_info=True)

@@ -1,13 +1,20 @@
 """Slash commands for everyone: /recommend, /mood, /history, /forget-me.
 
-Each command answers within Discord's 3-second window by deferring before any engine or store
-work; refusals (rate limit, empty text) are sent straight away and ephemerally so they do not
-clutter the channel.
+``/recommend <text>`` and ``/mood <emotion>`` are two more ways into ``Recommender.respond``,
+so they understand requests, refinements, feedback and privacy words exactly like a mention
+does. ``/mood`` hands the engine ``"/mood 평화"`` (the mood's Korean name in the command form the
+engine reads) rather than a bare ``"평화"``: a bare mood name after an answer is read as a
+refinement of that answer and keeps its filters ("힙합" stays), while picking a mood from a menu
+is a fresh request. Each command
+answers within Discord's 3-second window by deferring before any engine or store work;
+refusals (rate limit, empty text) are sent straight away and ephemerally so they do not clutter
+the channel.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 import discord
@@ -16,14 +23,14 @@ from discord.ext import commands
 
 from bot.discord.render import (
     EMPTY_MESSAGE,
+    FORGET_PROMPT,
     STORE_UNAVAILABLE,
     history_embed,
     rate_limited_text,
-    recommendation_embed,
     user_key,
 )
 from bot.discord.replies import report_app_error, send_ephemeral
-from bot.discord.views import ForgetConfirmView, feedback_view
+from bot.discord.views import ForgetConfirmView
 from inference.emotions import EMOTIONS
 
 if TYPE_CHECKING:
@@ -48,17 +55,16 @@ class UserCommands(commands.Cog, name="moodtune"):
     @app_commands.command(name="recommend", description="지금 기분을 말하면 어울리는 노래를 골라 드려요")
     @app_commands.describe(text="지금 기분이나 오늘 있었던 일 (예: 오늘 너무 지치고 우울해)")
     async def recommend(self, interaction: discord.Interaction, text: str) -> None:
-        await self._recommend(interaction, text=text)
+        await self._respond(interaction, text)
 
     @app_commands.command(name="mood", description="분위기를 골라 바로 추천받아요")
     @app_commands.describe(emotion="듣고 싶은 분위기")
     @app_commands.choices(emotion=MOOD_CHOICES)
     async def mood(self, interaction: discord.Interaction, emotion: str) -> None:
-        await self._recommend(interaction, mood=emotion)
+        await self._respond(interaction, f"/mood {emotion}")
 
-    async def _recommend(self, interaction: discord.Interaction, *, text: str | None = None,
-                         mood: str | None = None) -> None:
-        if text is not None and not text.strip():
+    async def _respond(self, interaction: discord.Interaction, text: str) -> None:
+        if not text.strip():
             await send_ephemeral(interaction, EMPTY_MESSAGE)
             return
         user = user_key(interaction.user.id)
@@ -67,15 +73,9 @@ class UserCommands(commands.Cog, name="moodtune"):
             await send_ephemeral(interaction, rate_limited_text(wait))
             return
         await interaction.response.defer(thinking=True)
-        answer = await self.bot.answer(user, text=text, mood=mood)
-        if answer.rec is None:
-            await interaction.followup.send(answer.notice or EMPTY_MESSAGE)
-            return
-        view = feedback_view(answer.rec)
-        kwargs = {"view": view} if view is not None else {}
-        message = await interaction.followup.send(embed=recommendation_embed(answer.rec),
-                                                  wait=True, **kwargs)
-        await self.bot.attach_feedback(message, answer.rec)
+        answer = await self.bot.answer(user, text)
+        await self.bot.deliver(partial(interaction.followup.send, wait=True), answer,
+                               owner_id=interaction.user.id, origin=interaction)
 
     @app_commands.command(name="history", description="최근에 받은 추천을 봐요 (나만 보여요)")
     async def history(self, interaction: discord.Interaction) -> None:
@@ -100,10 +100,8 @@ class UserCommands(commands.Cog, name="moodtune"):
 
     @app_commands.command(name="forget-me", description="내 추천·피드백 기록을 모두 지워요")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        view = ForgetConfirmView(self.bot, interaction)
-        await interaction.response.send_message(
-            "🧹 추천 기록과 피드백을 **모두** 지울까요? 되돌릴 수 없어요.", view=view,
-            ephemeral=True)
+        view = ForgetConfirmView(self.bot, interaction.user.id, origin=interaction)
+        await interaction.response.send_message(FORGET_PROMPT, view=view, ephemeral=True)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:

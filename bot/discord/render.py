@@ -12,11 +12,12 @@ import datetime as dt
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import discord
 
-from bot.engine import Recommendation
+from bot.engine import Reply
 from bot.feedback import REACTIONS, Signal
 from inference.emotions import EMOTIONS, LABELS
 
@@ -24,12 +25,16 @@ __all__ = [
     "ADMIN_ONLY",
     "BOT_REACTIONS",
     "CF_UNAVAILABLE",
+    "DISCORD_HELP",
     "EMPTY_MESSAGE",
     "ENGINE_FAILED",
     "FEEDBACK_NOT_SAVED",
     "FEEDBACK_UNKNOWN",
+    "FORGET_PROMPT",
     "NOTE_NO_FEEDBACK",
+    "NOT_CURRENT_THREAD",
     "STORE_UNAVAILABLE",
+    "Answer",
     "button_ack",
     "channel_list_text",
     "channel_toggle_text",
@@ -59,6 +64,15 @@ ADMIN_ONLY = "관리자만 쓸 수 있어요. (서버 관리 권한이 필요해
 CF_UNAVAILABLE = ("협업 필터링(CF) 학습은 아직 준비되지 않았어요. 지금은 기분과 곡의 감정만으로 "
                   "추천하고 있어요.")
 NOTE_NO_FEEDBACK = "⚠️ 지금은 피드백을 저장할 수 없어요"
+#: The question before deleting someone's data (``/forget-me``, or "내 기록 지워 줘" in chat).
+#: The engine's own privacy text asks for a typed answer; on Discord a button is safer.
+FORGET_PROMPT = "🧹 추천 기록과 피드백을 **모두** 지울까요? 되돌릴 수 없어요."
+#: What Discord adds to the engine's help text: the ways in that only exist here.
+DISCORD_HELP = ("디스코드에서는 `/recommend`, `/mood`로도 물어볼 수 있고, 추천 아래 버튼으로 곡마다 "
+                "👍/👎, **다른 노래** · **더 신나게** · **더 잔잔하게**를 고를 수 있어요. "
+                "⏭️ 반응도 다른 노래를 불러와요. 기록 삭제는 `/forget-me`.")
+NOT_CURRENT_THREAD = ("이 버튼은 추천을 받은 분이 가장 최근 추천에서 쓸 수 있어요. 새로 추천받으려면 "
+                      "저를 멘션하고 기분을 말해 주세요 🙂")
 
 #: Reactions the bot puts under its reply, in display order. Each one, with the emoji variation
 #: selector stripped (as discord.py may report it), is a key of ``bot.feedback.REACTIONS``.
@@ -80,6 +94,8 @@ _MOOD_COLOURS: dict[str, int] = {
 
 _TITLE_MAX = 80
 _REASON_MAX = 180
+_INTRO_MAX = 600
+_CONTENT_MAX = 2000  # Discord's limit for a message's text
 _BAR_WIDTH = 10
 _MOOD_LINES = 3
 
@@ -149,40 +165,88 @@ def _dominant(emotion: Sequence[float]) -> int:
 
 
 # ---- recommendation -------------------------------------------------------------------------
-def recommendation_embed(rec: Recommendation, *, note: str | None = None) -> discord.Embed:
-    """The reply: mood read as bars, the tracks as links with their reasons, rec id in the footer.
+def recommendation_embed(reply: Reply, *, note: str | None = None) -> discord.Embed:
+    """The answer: what was understood, the tracks as links with their reasons, the mood bars,
+    the rec id in the footer.
 
-    The rec id is shown because it is what a person quotes in a bug report and what ties their
-    reactions to this exact answer; ``note`` carries a warning such as "feedback not saved".
+    ``reply.text`` (the engine's intro: "지금 기분: 😢 슬픔 62%", "운동에 어울리는 곡 골라 봤어요")
+    heads the description, so the person sees what was understood before the songs. The rec id
+    is shown because it is what a person quotes in a bug report and what ties their reactions
+    to this exact answer; ``note`` carries a warning such as "feedback not saved".
     """
-    mood = EMOTIONS[_dominant(rec.emotion)]
-    if rec.source == "explicit":
+    emotion = reply.emotion
+    mood = EMOTIONS[_dominant(emotion)] if emotion else None
+    if reply.source == "explicit" and mood is not None:
         title = f"🎧 {mood.emoji} {mood.ko} 분위기의 노래"
-    elif rec.source == "similar":
+    elif reply.source == "similar":
         title = "🎧 이 노래와 비슷한 분위기의 노래"
     else:
         title = "🎧 지금 기분에 어울리는 노래"
     lines = []
-    for n, t in enumerate(rec.tracks, 1):
+    intro = (reply.text or "").strip()
+    if intro:
+        lines += [discord.utils.escape_markdown(line)
+                  for line in _clip_text(intro, _INTRO_MAX).splitlines()]
+        lines.append("")
+    for n, t in enumerate(reply.tracks, 1):
         name = _link_text(_clip(t.title, _TITLE_MAX))
         artist = discord.utils.escape_markdown(_clip(t.artist, 60)) if t.artist else "알 수 없음"
-        lines.append(f"**{n}. [{name}]({_safe_url(t.link)})** — {artist}")
+        genre = getattr(t, "genre", None)
+        extra = f" · {discord.utils.escape_markdown(_clip(genre, 30))}" if genre else ""
+        lines.append(f"**{n}. [{name}]({_safe_url(t.link)})** — {artist}{extra}")
         if t.reason:
             lines.append(f"└ {discord.utils.escape_markdown(_clip(t.reason, _REASON_MAX))}")
-    if not rec.tracks:
+    if not reply.tracks:
         lines.append("지금은 어울리는 곡을 찾지 못했어요. 다르게 한 번 더 말해 주세요.")
-    embed = discord.Embed(title=title, description="\n".join(lines),
-                          colour=_MOOD_COLOURS.get(mood.en, 0x5865F2))
-    heading = "요청한 분위기" if rec.source == "explicit" else "기분 읽기"
-    # Top three: the remaining moods of a softmax are ~2 % each and only add noise.
-    shown = 1 if rec.source == "explicit" else _MOOD_LINES
-    embed.add_field(name=heading, value="\n".join(mood_lines(rec.emotion, top=shown)) or "—",
-                    inline=False)
-    footer = f"rec {rec.rec_id} · {' '.join(BOT_REACTIONS)} 반응이나 아래 버튼으로 알려 주세요"
+    colour = _MOOD_COLOURS.get(mood.en, 0x5865F2) if mood is not None else 0x5865F2
+    embed = discord.Embed(title=title, description="\n".join(lines), colour=colour)
+    if emotion:
+        heading = "요청한 분위기" if reply.source == "explicit" else "기분 읽기"
+        # Top three: the remaining moods of a softmax are ~2 % each and only add noise.
+        shown = 1 if reply.source == "explicit" else _MOOD_LINES
+        embed.add_field(name=heading, value="\n".join(mood_lines(emotion, top=shown)) or "—",
+                        inline=False)
+    footer = f"rec {reply.rec_id} · {' '.join(BOT_REACTIONS)} 반응이나 아래 버튼으로 알려 주세요"
     if note:
-        footer = f"{note} · rec {rec.rec_id}"
+        footer = f"{note} · rec {reply.rec_id}"
     embed.set_footer(text=footer)
     return embed
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One engine :class:`~bot.engine.Reply` as Discord shows it (built by :meth:`of`, pure).
+
+    Exactly one of three shapes: an ``embed`` (kind "recommend": tracks, buttons, reactions),
+    the forget ``confirm`` prompt (kind "privacy": deleting someone's data takes a deliberate
+    click), or a ``content`` line (smalltalk, help, feedback in words, busy, error). The cogs
+    only choose *where* to send it.
+    """
+
+    reply: Reply
+    content: str | None = None
+    embed: discord.Embed | None = None
+    confirm: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.reply.kind
+
+    @classmethod
+    def of(cls, reply: Reply) -> Answer:
+        if reply.kind == "recommend":
+            return cls(reply, embed=recommendation_embed(reply))
+        if reply.kind == "privacy":
+            return cls(reply, content=FORGET_PROMPT, confirm=True)
+        text = (reply.text or "").strip() or ENGINE_FAILED
+        if reply.kind == "help":
+            text = f"{text}\n\n{DISCORD_HELP}"
+        return cls(reply, content=_clip_text(text, _CONTENT_MAX))
+
+
+def _clip_text(text: str, limit: int) -> str:
+    """Like :func:`_clip` but keeping line breaks (help and smalltalk are multi-line)."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def button_ack(signal: Signal, title: str | None, new: bool) -> str:
@@ -283,7 +347,8 @@ def stats_embed(stats: Mapping[str, Any], *, songs: int | None, cf_loaded: bool)
 
 def channel_toggle_text(enabled: bool) -> str:
     if enabled:
-        return "✅ 이제 이 채널에서는 멘션 없이도 모든 메시지에 대답할게요."
+        return ("✅ 이제 이 채널에서는 멘션 없이도 노래 요청이나 기분 이야기에 대답할게요. "
+                "'ㅇㅋ', 'ㅋㅋ' 같은 잡담에는 조용히 있을게요.")
     return "🔕 이 채널에서는 이제 멘션하거나 DM을 보낼 때만 대답할게요."
 
 
