@@ -221,7 +221,7 @@ class Dialogue:
                       refine_mood: np.ndarray | None, last_req: dict, last_songs: list,
                       seed: Any, exclude: set[str], k: int) -> tuple:
         """Worker-thread part: read the mood, plan, search (relaxing filters), pick."""
-        from bot.understand import adjust_mood
+        from bot.moodrules import adjust_mood
 
         rules: list[str] = []
         explicit = parse_emotion(text) if not req.mood else None

@@ -51,11 +51,11 @@ async def test_feedback_before_any_recommendation_and_out_of_range(chat):
 
 async def test_mood_more_history_forget_and_quit(chat):
     out = await chat.handle("/mood 평화")
-    assert "고른 무드" in out and "평화" in out
+    assert "평화 무드로" in out and out.count("https://") == 5
     assert "무드를 골라" in await chat.handle("/mood 배고픔")
     first = chat.last.tracks[0]
     out = await chat.handle("/more 1")
-    assert "이 곡의 무드" in out
+    assert "비슷한 분위기" in out and first.title in out.splitlines()[0] + out
     assert first.song_id not in {t.song_id for t in chat.last.tracks}
     assert "평화" in await chat.handle("/history")
     assert "지울까요" in await chat.handle("/forget-me")
@@ -108,3 +108,17 @@ def test_cli_chat_through_piped_stdin(tmp_path, command):
     assert "슬픔" in out and out.count("https://") >= 10
     assert "좋아요 👍" in out and "안녕히 가세요" in out
     assert (tmp_path / "var" / "moodtune.sqlite3").exists()
+
+
+async def test_the_console_talks_through_respond_smalltalk_privacy_and_refinements(chat):
+    """Issue 12: the console is one more door to Recommender.respond, not its own parser."""
+    assert "https://" not in await chat.handle("고마워")  # smalltalk: a line, no songs
+    assert "https://" not in await chat.handle("안녕")
+    assert "지울까요" in await chat.handle("내 정보 삭제해줘")
+    assert "취소" in await chat.handle("아니요")
+    first = await chat.handle("오늘 너무 우울해")
+    shown = {t.song_id for t in chat.last.tracks}
+    other = await chat.handle("다른 거")
+    assert other.count("https://") == 5 and first != other
+    assert shown.isdisjoint({t.song_id for t in chat.last.tracks})
+    assert "도움말" in await chat.handle("도움말") or "더 신나게" in await chat.handle("도움말")
