@@ -86,7 +86,7 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     eff: dict[str, Any] = {}
     refinement = _req(request, "refinement")
     if refinement and last:
-        eff = {k_: v for k_, v in last.items() if k_ not in ("refinement", "position", "signal")}
+        eff = _carried(last, refinement, request)
     for name in ("genres", "artists", "situations", "themes", "energy", "like_song", "mood",
                  "strategy", "target_mood"):
         value = _req(request, name)
@@ -97,17 +97,20 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     notes: list[str] = []
     exclude: set[str] = set()
     energy_min = energy_max = None
+    target_shift: str | None = None
     last_energy = [s.energy for s in last_songs if s.energy is not None]
     if refinement == "more_energy":
         base = float(np.mean(last_energy)) if last_energy else 0.5
-        energy_min = min(0.85, base + ENERGY_STEP)
+        energy_min = min(0.85, max(ENERGY_UP - 0.05, base + ENERGY_STEP))
         eff["energy"] = "up"
         notes.append("지난번보다 더 신나는 곡으로")
+        target_shift = "기쁨"
     elif refinement == "calmer":
         base = float(np.mean(last_energy)) if last_energy else 0.5
-        energy_max = max(0.2, base - ENERGY_STEP)
+        energy_max = max(0.2, min(ENERGY_DOWN + 0.05, base - ENERGY_STEP))
         eff["energy"] = "down"
         notes.append("지난번보다 더 잔잔한 곡으로")
+        target_shift = "평화"
     elif eff.get("energy") == "up":
         energy_min = ENERGY_UP
     elif eff.get("energy") == "down":
@@ -121,6 +124,11 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     target = np.asarray(mood, dtype=np.float32)
     if eff.get("mood"):
         target = mood_vector(eff["mood"])
+    if target_shift is not None:
+        # "더 신나게" is about the music, but an upbeat song in a sad key is rare: move the mood
+        # target a step toward joy (toward peace for "더 잔잔하게"), as a lift would.
+        t = target / max(float(target.sum()), 1e-9)
+        target = (0.5 * t + 0.5 * mood_vector(target_shift)).astype(np.float32)
     if seed is not None:
         target = np.asarray(seed.vector, dtype=np.float32)
         exclude.add(seed.song_id)
@@ -144,6 +152,24 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     return Plan(targets=targets, filter=flt, exclude=exclude, strategy=strategy, seed=seed,
                 max_per_artist=k if flt.artists else 1, notes=notes,
                 request={k_: v for k_, v in eff.items() if v not in (None, [], "")})
+
+
+#: What a refinement keeps of the last request. A new artist starts afresh (the artist defines
+#: the style); a new genre keeps the situation/theme/energy ("운동할 때" + "힙합으로"); energy,
+#: "다른 거" and "2번 같은 거" keep everything.
+_KEEP = {"artist": ("strategy", "target_mood"),
+         "genre": ("situations", "themes", "energy", "strategy", "target_mood")}
+
+
+def _carried(last: Mapping[str, Any], refinement: str, request: Any) -> dict[str, Any]:
+    keep = _KEEP.get(refinement)
+    if keep is None:
+        keep = tuple(last)
+    if _req(request, "situations") or _req(request, "themes"):
+        # a message that names its own situation is a request of its own, not an edit
+        keep = tuple(k for k in keep if k in ("strategy", "target_mood"))
+    return {k: v for k, v in last.items() if k in keep
+            and k not in ("refinement", "position", "signal", "rules")}
 
 
 def relaxations(flt: SongFilter) -> list[tuple[SongFilter, str | None]]:

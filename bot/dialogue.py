@@ -292,7 +292,8 @@ def _intro(vec: np.ndarray, the_plan: Any, req: Any, relaxed: str | None, source
     eff = the_plan.request
     wants = []
     if eff.get("artists"):
-        wants.append(", ".join(a.split(" (")[0] for a in eff["artists"]) + "의 곡")
+        # the plainest spelling of what was asked ("아이유", not a collaboration credit)
+        wants.append(min(eff["artists"], key=len).split(" (")[0] + "의 곡")
     if eff.get("genres"):
         wants.append("/".join(eff["genres"]))
     if eff.get("situations"):
@@ -304,7 +305,9 @@ def _intro(vec: np.ndarray, the_plan: Any, req: Any, relaxed: str | None, source
     elif eff.get("energy") == "down":
         wants.append("잔잔한 곡")
     lines = []
-    if source == "explicit":
+    if req.intent == "refine" and has_thread:
+        lines.append(f"앞서 이야기한 기분({e.emoji} {e.ko})을 이어서,")
+    elif source == "explicit":
         lines.append(f"{e.emoji} {e.ko} 무드로 골라 봤어요.")
     elif source == "similar":
         lines.append("비슷한 분위기의 노래예요.")

@@ -88,3 +88,23 @@ def test_reasons_name_what_matched_and_differ_between_tracks():
     assert lines[0] != lines[1] and all(len(ln) <= 60 for ln in lines)
     liked = reason(Ranked(tracks[0], 1.0, 0.9, 0.9, 0.0), p, 0, set())
     assert "취향" in liked
+
+
+def test_a_new_artist_starts_afresh_but_a_new_genre_keeps_the_situation():
+    last = {"genres": ["랩/힙합"], "situations": ["운동"], "energy": "up"}
+    iu = plan({"intent": "refine", "refinement": "artist", "artists": ("아이유",)},
+              mood_vector("슬픔"), k=5, last=last)
+    assert iu.filter.artists == ("아이유",) and not iu.filter.genres
+    assert not iu.filter.situations and iu.filter.energy_min is None
+    ballad = plan({"intent": "refine", "refinement": "genre", "genres": ("발라드",)},
+                  mood_vector("슬픔"), k=5, last=last)
+    assert ballad.filter.genres == ("발라드",) and ballad.filter.situations == ("운동",)
+    fresh = plan({"intent": "refine", "refinement": "genre", "genres": ("재즈",),
+                  "situations": ("카페",)}, mood_vector("슬픔"), k=5, last=last)
+    assert fresh.filter.situations == ("카페",) and fresh.filter.energy_min is None
+
+
+def test_more_energy_moves_the_mood_target_toward_joy_too():
+    p = plan({"intent": "refine", "refinement": "more_energy"}, mood_vector("슬픔"), k=5,
+             last={}, last_songs=[song(1, "슬픔", energy=0.3)])
+    assert p.mood[index_of("기쁨")] > 0.3 and p.filter.energy_min >= 0.55
