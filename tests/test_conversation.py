@@ -107,4 +107,4 @@ def test_a_new_artist_starts_afresh_but_a_new_genre_keeps_the_situation():
 def test_more_energy_moves_the_mood_target_toward_joy_too():
     p = plan({"intent": "refine", "refinement": "more_energy"}, mood_vector("슬픔"), k=5,
              last={}, last_songs=[song(1, "슬픔", energy=0.3)])
-    assert p.mood[index_of("기쁨")] > 0.3 and p.filter.energy_min >= 0.55
+    assert p.mood[index_of("기쁨")] > 0.3 and p.filter.energy_min >= 0.54
