@@ -225,10 +225,10 @@ class Dialogue:
 
         rules: list[str] = []
         explicit = parse_emotion(text) if not req.mood else None
-        if refine_mood is not None:
-            vec = refine_mood
-        elif req.mood or explicit:
+        if req.mood or explicit:  # a named mood wins, even inside a thread ("평화로")
             vec = mood_vector(req.mood or explicit)
+        elif refine_mood is not None:
+            vec = refine_mood
         else:
             vec, rules = adjust_mood(self.classifier.predict_one(req.text or text), req)
             vec = np.asarray(vec, dtype=np.float32)
@@ -305,10 +305,10 @@ def _intro(vec: np.ndarray, the_plan: Any, req: Any, relaxed: str | None, source
     elif eff.get("energy") == "down":
         wants.append("잔잔한 곡")
     lines = []
-    if req.intent == "refine" and has_thread:
-        lines.append(f"앞서 이야기한 기분({e.emoji} {e.ko})을 이어서,")
-    elif source == "explicit":
+    if source == "explicit":
         lines.append(f"{e.emoji} {e.ko} 무드로 골라 봤어요.")
+    elif req.intent == "refine" and has_thread:
+        lines.append(f"앞서 이야기한 기분({e.emoji} {e.ko})을 이어서,")
     elif source == "similar":
         lines.append("비슷한 분위기의 노래예요.")
     else:

@@ -122,3 +122,11 @@ async def test_the_console_talks_through_respond_smalltalk_privacy_and_refinemen
     assert other.count("https://") == 5 and first != other
     assert shown.isdisjoint({t.song_id for t in chat.last.tracks})
     assert "도움말" in await chat.handle("도움말") or "더 신나게" in await chat.handle("도움말")
+
+
+async def test_a_named_mood_inside_a_thread_is_read_as_that_mood(chat):
+    """'평화' after an answer is a fresh mood, not the previous one carried over."""
+    await chat.handle("오늘 너무 우울해")
+    out = await chat.handle("평화")
+    assert out.splitlines()[0].startswith("😌 평화") and chat.last.emotion.index(
+        max(chat.last.emotion)) == 3
