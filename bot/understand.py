@@ -49,7 +49,21 @@ SMALLTALK: tuple[str, ...] = ("greeting", "thanks", "ack", "about", "bye")
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One message, understood. Empty fields mean "not said"; see ``bot.understand`` docs."""
+    """One message, understood. Empty fields mean "not said".
+
+    - ``intent``: one of ``INTENTS``. Feedback and refinements exist only with a thread.
+    - ``genres``/``situations``/``themes``: canonical values of ``indexing.facets``;
+      ``exclude_genres``/``exclude_artists``: what was refused ("발라드 말고").
+    - ``artists``: catalogue artist strings exactly as in the catalogue (every string crediting the
+      act); ``unknown_artist``: a name as typed that the catalogue does not have.
+    - ``energy``: "up"/"down"; ``mood``: a mood asked of the *songs* ("슬픈 노래", "/mood 평화");
+      ``like_song``: the seed's ``song_id``.
+    - ``strategy``: "match" or "lift" (toward ``target_mood``: 기쁨 or 평화).
+    - ``refinement`` (one of ``REFINEMENTS``) with ``position`` for "2번 같은 거"; ``signal`` (a
+      ``bot.feedback.Signal`` value) with ``position`` for "2번 좋다", none for the whole answer.
+    - ``negated_mood``, ``mood_hint`` and ``cues`` (the rule names that fired) are for
+      ``bot.moodrules.adjust_mood``; ``text`` is the cleaned text for the classifier.
+    """
 
     intent: str
     genres: tuple[str, ...] = ()
@@ -96,10 +110,10 @@ _MAX_READ = 300
 _FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\ufe0e\ufe0f]")
 _PHRASES = (  # multi-word spellings folded to one token before tokenising
-    (re.compile(r"r\s*(?:&|n|and|앤|엔)\s*b", re.I), "rnb"),
-    (re.compile(r"\b([kj])\s*-\s*pop\b", re.I), r"\1pop"),
-    (re.compile(r"\bhip\s*-?\s*hop\b", re.I), "hiphop"),
-    (re.compile(r"\blo\s*-?\s*fi\b", re.I), "lofi"),
+    (re.compile(r"(?<![a-z])r\s*(?:&|n|and|앤|엔)\s*b(?![a-z])", re.I), "rnb"),
+    (re.compile(r"(?<![a-z])([kj])\s*-\s*pop(?![a-z])", re.I), r"\1pop"),
+    (re.compile(r"(?<![a-z])hip\s*-?\s*hop(?![a-z])", re.I), "hiphop"),
+    (re.compile(r"(?<![a-z])lo\s*-?\s*fi(?![a-z])", re.I), "lofi"),
 )
 _RUNS = re.compile(r"(.)\1{2,}")
 _TOKEN = re.compile(r"[가-힣]+|[ㄱ-ㅎㅏ-ㅣ]+|[a-z0-9]+")
