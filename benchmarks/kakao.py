@@ -180,12 +180,12 @@ async def _closed_loop(one: Callable[[int, int], Awaitable[bool]], clients: int,
 
 
 async def direct_worker(duration: float, warmup: float, work: Path) -> dict[str, Any]:
-    """50 tasks calling the engine with no HTTP in between."""
+    """50 tasks calling the engine with no HTTP in between (``respond()``, as the skill does)."""
     engine, _, info = await _open_engine(work)
 
     async def one(c: int, i: int) -> bool:
-        rec = await engine.recommend(f"kakao:bench-{c}", _utterance(c, i), channel="kakao")
-        return len(rec.tracks) > 0
+        reply = await engine.respond(f"kakao:bench-{c}", _utterance(c, i), channel="kakao")
+        return reply.kind in ("recommend", "smalltalk", "help", "feedback")
 
     try:
         return {"setup": info, **await _closed_loop(one, CLIENTS, duration, warmup)}

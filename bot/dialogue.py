@@ -119,7 +119,7 @@ class Dialogue:
         Never raises for what a person types: a message too long, a busy engine or a feedback
         the store cannot take become a Reply of kind "error"/"busy" with a sentence to show.
         """
-        from bot.engine import EngineBusyError, EngineError, InputTooLongError
+        from bot.engine import BUSY_TEXT, EngineBusyError, EngineError, InputTooLongError
         from bot.understand import understand
 
         try:
@@ -128,6 +128,11 @@ class Dialogue:
             return Reply("error", str(exc))
         if not any(c.isalnum() for c in text) and not text.strip():
             return Reply("help", EMPTY_TEXT)
+        if self._pending >= self.settings.engine_max_pending:
+            # Refuse before touching the store: under a flood, reading the thread from SQLite
+            # for every request that will hear "busy" anyway made the refusals slow.
+            self._m_busy.inc(channel=channel)
+            return Reply("busy", BUSY_TEXT)
         thread = await self._thread(user_id)
         req = understand(text, self.lexicon(), has_thread=thread is not None)
         intent = req.intent

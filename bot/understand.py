@@ -249,7 +249,9 @@ _ENERGY_DOWN = re.compile(
 )
 # "너무 잔잔하다" complains about calm: it asks for more energy (and the other way round).
 _TOO_CALM = re.compile(r"너무(?:잔잔|조용|차분|느리|느린|처지)")
-_TOO_LOUD = re.compile(r"너무(?:시끄럽|시끄러|신나|빠르|정신없)")
+# "너무 신나" alone is a feeling ("시험 끝나서 너무 신나!"); only about the music is it a complaint.
+_TOO_LOUD = re.compile(r"너무(?:시끄럽|시끄러|빠르|정신없)"
+                       r"|(?:노래|곡|음악|이거|이건|얘)(?:가|는|이|은)?너무신나")
 _NOT_THIS = re.compile(r"^.{0,3}?(?:말고|빼고|제외|싫|별로|아닌|않)")
 
 #: A mood asked of the *songs*: the adjective sits right before a music noun ("슬픈 노래").

@@ -561,3 +561,12 @@ def test_rule_layer_on_the_tuning_sentences():
     n = len(DEV_MOOD)
     print(f"\ntuning sentences: classifier {alone / n:.3f}, with rules {with_rules / n:.3f}")
     assert with_rules / n >= 0.9 and with_rules > alone
+
+
+def test_so_excited_is_a_feeling_not_a_complaint_about_loud_music():
+    """'시험 끝나서 너무 신나!' asked for calm songs before (read as '노래가 너무 신나')."""
+    from indexing.catalog import load_default
+
+    lex = Lexicon.from_songs((s.song_id, s.title, s.artist) for s in load_default())
+    assert understand("시험 끝나서 너무 신나! 운동하면서 들을 노래", lex).energy != "down"
+    assert understand("노래가 너무 신나", lex, has_thread=True).energy == "down"
