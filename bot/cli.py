@@ -1,8 +1,9 @@
 """``moodtune`` — one command, many subcommands.
 
-Each subcommand lives beside the code it drives (``crawler/cli.py``, ``training/cli.py``,
-``indexing/cli.py``, ``bot/commands.py``) and is imported only when chosen, so ``moodtune chat``
-never pays for importing torch and a missing ``[train]`` extra only breaks the commands that need it.
+Each subcommand lives beside the code it drives, in a module named after it — ``moodtune
+train-cf`` is ``training/train_cf_cli.py``, ``moodtune crawl`` is ``crawler/crawl_cli.py`` — and is
+imported only when chosen, so ``moodtune chat`` never pays for importing torch and a missing
+``[train]`` extra only breaks the commands that need it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bot.commands_run", "start the bot: Discord / Kakao if configured, else console chat"),
     "chat": ("bot.commands_chat", "talk to the recommender in this terminal"),
     "classify": ("bot.classify_cli", "print the emotion vector of sentences (classifier demo)"),
-    "crawl": ("crawler.cli", "collect song lyrics from Melon (needs explicit permission flag)"),
+    "crawl": ("crawler.crawl_cli", "collect song lyrics from Melon (needs explicit permission flag)"),
     "label": ("training.label_cli", "label song lyrics with the classifier (lyrics source)"),
     "build-catalog": ("training.build_catalog_cli",
                       "fuse labelled songs + editorial annotations -> song profiles"),
     "catalog": ("indexing.catalog_cli", "inspect a catalogue (stats)"),
-    "index": ("indexing.cli", "build the Annoy index from a catalogue"),
-    "train-classifier": ("training.classifier_cli", "train/fine-tune the emotion classifier"),
+    "index": ("indexing.index_cli", "build the Annoy index from a catalogue"),
+    "train-classifier": ("training.train_classifier_cli", "train/fine-tune the emotion classifier"),
     "export": ("training.export_cli", "export a trained classifier to ONNX (+ int8)"),
-    "train-cf": ("training.cf_cli", "train collaborative filtering from stored feedback"),
+    "train-cf": ("training.train_cf_cli", "train collaborative filtering from stored feedback"),
     "eval": ("training.eval_cli", "classifier quality report: held-out split vs TF-IDF, probe"),
     "bench": ("bot.bench_cli", "run the quick benchmarks (from a checkout)"),
 }

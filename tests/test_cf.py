@@ -277,7 +277,7 @@ def test_serving_loader_needs_no_implicit_or_scipy_and_training_only_the_store_o
             "bad = {'implicit', 'scipy', 'torch', 'bot'} & {m.split('.')[0] for m in sys.modules}; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    for rel in ("training/cf.py", "training/cf_cli.py", "training/simulate.py", "indexing/cf.py"):
+    for rel in ("training/cf.py", "training/train_cf_cli.py", "training/simulate.py", "indexing/cf.py"):
         tree = ast.parse((REPO / rel).read_text(encoding="utf-8"))
         mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from crawler import cli
+from crawler import crawl_cli as cli
 from crawler.fake_melon import FakeMelon, FakeSong, ThreadedFakeMelon
 
 
