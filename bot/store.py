@@ -66,6 +66,7 @@ __all__ = [
     "UnknownRecommendationError",
     "feedback_window",
     "load_migrations",
+    "read_feedback_moods",
     "read_feedback_rows",
     "split_sql",
 ]
@@ -175,6 +176,20 @@ def read_feedback_rows(con: sqlite3.Connection, *, since: float | None = None,
             yield [FeedbackEvent(*r) for r in rows]
 
     return total, batches()
+
+
+def read_feedback_moods(con: sqlite3.Connection) -> Iterator[tuple[str, str, list[float]]]:
+    """``(song_id, signal, mood of the answer it was given on)`` for every feedback row whose
+    answer is still stored: in which moods people liked or disliked each song.
+
+    The catalogue build reads this (``moodtune build-catalog --feedback-db``) so that a song
+    drifts, within bounds, toward the moods in which listeners actually like it.
+    """
+    cur = con.execute("SELECT f.song_id, f.signal, r.emotion FROM feedback f "
+                      "JOIN recommendations r ON r.rec_id = f.rec_id")
+    while rows := cur.fetchmany(10_000):
+        for song_id, signal, emotion in rows:
+            yield song_id, signal, json.loads(emotion)
 
 
 @dataclass(frozen=True, slots=True)

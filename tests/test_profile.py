@@ -239,3 +239,32 @@ def test_filtered_search_finds_matching_songs_anywhere_in_mood_space(tmp_path):
         again = index.search_filtered(sad, 5, SongFilter(genres=("랩/힙합",)), exclude=excl)
         assert excl.isdisjoint({s.song_id for s, _ in again})
         assert not SongFilter() and SongFilter(artists=("a1",))
+
+
+async def test_songs_drift_toward_the_moods_listeners_like_them_in_bounded(tmp_path):
+    """Issue 11 (stretch): a song filed as sad but liked in joyful answers moves toward joy,
+    never by more than FEEDBACK_CAP, and the source is recorded."""
+    from bot.feedback import Signal
+    from bot.store import Store
+    from training.catalog_build import FEEDBACK_CAP, feedback_moods
+
+    songs = [Song(f"s{i}", f"t{i}", "a", onehotish(m, 0.5), moods={"lyrics": onehotish(m, 0.5)},
+                  provenance={"vector": {"source": "lyrics", "confidence": 1.0}})
+             for i, m in enumerate(LABELS * 3)]
+    sad = "s2"  # 슬픔
+    db = tmp_path / "fb.sqlite3"
+    store = await Store.open(db)
+    for n in range(200):  # many users like it in joyful answers
+        await store.save_recommendation(f"r{n}", f"u{n}", "console", onehotish("기쁨", 0.8),
+                                        [(sad, 0.9)], source="text")
+        await store.add_feedback(f"r{n}", sad, f"u{n}", Signal.LIKE)
+    await store.close()
+    fb = feedback_moods(db)
+    before, _, _ = build_catalog(songs, [])
+    after, _, _ = build_catalog(songs, [], feedback=fb)
+    b, a = before.get(sad), after.get(sad)
+    joy, sadness = index_of("기쁨"), index_of("슬픔")
+    assert a.vector[joy] > b.vector[joy] and a.vector[sadness] < b.vector[sadness]
+    assert a.provenance["vector"]["feedback_share"] <= FEEDBACK_CAP
+    assert "feedback" in a.provenance["vector"]["source"] and "feedback" in a.moods
+    assert after.get("s0").vector == before.get("s0").vector  # no reactions: unchanged

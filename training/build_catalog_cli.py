@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--known", type=Path, default=None,
                         help="known-songs check set whose fit split sets the source weights "
                              "(default: training/data/known_songs.csv)")
+    parser.add_argument("--feedback-db", type=Path, default=None,
+                        help="the bot's database: songs drift (bounded) toward the moods "
+                             "listeners liked them in")
     parser.add_argument("--out", type=Path, default=Path("var/catalog.jsonl"))
     parser.add_argument("--fusion-json", type=Path, default=None,
                         help="also write the fitted fusion (temperatures, weights) here")
@@ -28,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from training.catalog_build import (
         build_catalog,
         default_known_songs_path,
+        feedback_moods,
         read_editorial,
         read_known_songs,
     )
@@ -43,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
     if not known:
         print(f"moodtune build-catalog: no known-songs set at {known_path}; source weights stay "
               "equal", file=sys.stderr)
-    catalog, fusion, report = build_catalog(labelled, editorial, known)
+    feedback = None
+    if args.feedback_db:
+        if not args.feedback_db.exists():
+            print(f"moodtune build-catalog: no database at {args.feedback_db}", file=sys.stderr)
+            return 1
+        feedback = feedback_moods(args.feedback_db)
+        print(f"feedback: {len(feedback)} songs have reactions that move their mood")
+    catalog, fusion, report = build_catalog(labelled, editorial, known, feedback=feedback)
     catalog.save(args.out)
     print(f"{report.songs} songs -> {args.out}")
     print("mood sources: " + ", ".join(f"{k} {v}" for k, v in report.by_sources.most_common()))

@@ -36,15 +36,25 @@ from inference.emotions import LABELS, index_of
 from training.profile import FusionModel, derived_facets, editorial_vector, genre_of
 
 __all__ = [
+    "FEEDBACK_CAP",
     "BuildReport",
     "EditorialRecord",
     "KnownSong",
     "build_catalog",
     "default_editorial_dir",
     "default_known_songs_path",
+    "feedback_moods",
     "read_editorial",
     "read_known_songs",
 ]
+
+#: Learning from listeners: the feedback source's share of a song's served vector is
+#: ``FEEDBACK_CAP × n / (n + FEEDBACK_HALF)`` for ``n`` weighted reactions — bounded, so a few
+#: reactions nudge and many move a song, but feedback never replaces what the song *is*.
+FEEDBACK_CAP = 0.35
+FEEDBACK_HALF = 20.0
+#: How much each reaction says about the mood it was given in (dislikes push away).
+_FEEDBACK_SIGNALS = {"love": 2.0, "like": 1.0, "play": 0.3, "skip": -0.2, "dislike": -0.7}
 
 EDITORIAL_FIELDS = ("mood", "also", "energy", "tempo", "dance", "situations", "themes", "genre",
                     "year", "album", "lang", "confidence")
@@ -178,6 +188,39 @@ class BuildReport:
         return out
 
 
+def feedback_moods(db_path: str | Path) -> dict[str, tuple[np.ndarray, float]]:
+    """Per song, the moods of the answers people reacted to, weighted by what they said:
+    ``{song_id: (mood vector, weighted reaction count)}``, from the bot's database (read-only).
+
+    A like given to a song shown for a joyful message pulls it toward joy; a dislike given in a
+    sad answer pushes it away from sadness. Songs whose net pull is not positive are left out.
+    """
+    import sqlite3
+
+    from bot.store import read_feedback_moods
+
+    uri = f"file:{Path(db_path).resolve()}?mode=ro"
+    acc: dict[str, np.ndarray] = {}
+    count: dict[str, float] = {}
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        for song_id, signal, emotion in read_feedback_moods(con):
+            w = _FEEDBACK_SIGNALS.get(signal, 0.0)
+            if w == 0 or len(emotion) != len(LABELS):
+                continue
+            acc.setdefault(song_id, np.zeros(len(LABELS)))
+            acc[song_id] += w * np.asarray(emotion, dtype=np.float64)
+            count[song_id] = count.get(song_id, 0.0) + abs(w)
+    finally:
+        con.close()
+    out = {}
+    for song_id, v in acc.items():
+        v = np.clip(v, 0.0, None)
+        if v.sum() > 0:
+            out[song_id] = (v / v.sum(), count[song_id])
+    return out
+
+
 def _mood_sources(song: Song | None, ed: EditorialRecord | None
                   ) -> dict[str, tuple[Sequence[float], float]]:
     src: dict[str, tuple[Sequence[float], float]] = {}
@@ -192,9 +235,15 @@ def _mood_sources(song: Song | None, ed: EditorialRecord | None
 
 
 def build_catalog(labelled: Iterable[Song], editorial: Sequence[EditorialRecord],
-                  known: Sequence[KnownSong] = (), *, fusion: FusionModel | None = None
+                  known: Sequence[KnownSong] = (), *, fusion: FusionModel | None = None,
+                  feedback: Mapping[str, tuple[np.ndarray, float]] | None = None
                   ) -> tuple[Catalog, FusionModel, BuildReport]:
-    """Fuse every source into format-2 profiles (see the module docstring)."""
+    """Fuse every source into format-2 profiles (see the module docstring).
+
+    ``feedback`` (:func:`feedback_moods`) moves each song toward the moods listeners liked it
+    in, by at most ``FEEDBACK_CAP`` of its vector; it is applied after the fitted fusion so it
+    never changes the weights the known-songs set chose.
+    """
     songs = {s.song_id: s for s in labelled}
     eds = {e.song_id: e for e in editorial}
     report = BuildReport()
@@ -213,7 +262,8 @@ def build_catalog(labelled: Iterable[Song], editorial: Sequence[EditorialRecord]
     report.fusion = fusion.as_dict()
     out: list[Song] = []
     for sid, src in zip(ids, sources, strict=True):
-        song = _profile(sid, songs.get(sid), eds.get(sid), src, fusion)
+        song = _profile(sid, songs.get(sid), eds.get(sid), src, fusion,
+                        (feedback or {}).get(sid))
         out.append(song)
         report.by_sources["+".join(sorted(src))] += 1
         report.by_mood[LABELS[int(np.argmax(song.vector))]] += 1
@@ -223,12 +273,21 @@ def build_catalog(labelled: Iterable[Song], editorial: Sequence[EditorialRecord]
 
 
 def _profile(sid: str, song: Song | None, ed: EditorialRecord | None,
-             src: Mapping[str, tuple[Sequence[float], float]], fusion: FusionModel) -> Song:
+             src: Mapping[str, tuple[Sequence[float], float]], fusion: FusionModel,
+             fb: tuple[np.ndarray, float] | None = None) -> Song:
     vector = fusion.fuse(src)
     prov: dict[str, dict[str, Any]] = {}
     used = sorted(src)
     prov["vector"] = {"source": "+".join(used), "confidence": round(max(c for _, c in src.values()
                                                                         ), 2)}
+    moods = {name: tuple(round(float(x), 6) for x in vec) for name, (vec, _) in src.items()}
+    if fb is not None:
+        fb_vec, n = fb
+        share = FEEDBACK_CAP * n / (n + FEEDBACK_HALF)
+        vector = (1 - share) * vector + share * fb_vec
+        prov["vector"]["source"] += "+feedback"
+        prov["vector"]["feedback_share"] = round(share, 3)
+        moods["feedback"] = tuple(round(float(x), 6) for x in fb_vec)
     title = ed.title if song is None else song.title
     artist = ed.artist if song is None else song.artist
     extra = dict(song.extra) if song is not None else {"provenance": ed.file if ed else None}
@@ -265,5 +324,4 @@ def _profile(sid: str, song: Song | None, ed: EditorialRecord | None,
         popularity=song.popularity if song else 0.0, source="fused", extra=extra,
         energy=facets["energy"], tempo=facets["tempo"], dance=facets["dance"],
         situations=tuple(facets["situations"] or ()), themes=tuple(themes or ()), lang=lang,
-        provenance=prov,
-        moods={name: tuple(round(float(x), 6) for x in vec) for name, (vec, _) in src.items()})
+        provenance=prov, moods=moods)
