@@ -1,7 +1,9 @@
-"""``moodtune run`` — start whatever is configured: Discord, the Kakao skill server, or both.
+"""``moodtune run`` — start whatever is configured: the web chat, Discord, the Kakao skill.
 
-With neither a Discord token nor ``KAKAO_ENABLED=true`` it falls back to the console chat, so
-``make run`` on a fresh machine always gives a working bot to talk to.
+The web server (``WEB_ENABLED``, on by default) serves the chat page, its API, the admin
+dashboard and — when ``KAKAO_ENABLED`` — the Kakao skill, so ``make run`` on a fresh machine
+opens a chat at http://127.0.0.1:8000/. Discord runs beside it when ``DISCORD_TOKEN`` is set.
+With everything off (or ``--console``) it is the terminal chat, as ``moodtune chat`` is.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--console", action="store_true",
-                        help="force the console chat even when Discord/Kakao are configured")
+                        help="force the terminal chat even when web/Discord/Kakao are configured")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +32,10 @@ async def serve(settings, *, force_console: bool = False) -> int:
 
     from bot.engine import Recommender, StartupError
 
+    web_on = settings.web_enabled and not force_console
     discord_on = settings.discord_token is not None and not force_console
     kakao_on = settings.kakao_enabled and not force_console
-    if not (discord_on or kakao_on):
+    if not (web_on or discord_on or kakao_on):
         from bot.commands_chat import chat
 
         return await chat(settings, "console")
@@ -46,7 +49,11 @@ async def serve(settings, *, force_console: bool = False) -> int:
         return 1
     try:
         tasks = []
-        if kakao_on:
+        if web_on:  # the Kakao skill, when enabled, is served by the same app
+            from bot.server import serve as serve_web
+
+            tasks.append(asyncio.create_task(serve_web(rec, settings), name="web"))
+        elif kakao_on:
             from bot.kakao import serve as serve_kakao
 
             tasks.append(asyncio.create_task(serve_kakao(rec, settings), name="kakao"))
@@ -60,8 +67,14 @@ async def serve(settings, *, force_console: bool = False) -> int:
         for t in pending:
             t.cancel()
         for t in done:
-            if t.exception() is not None:
-                raise t.exception()
+            exc = t.exception()
+            if isinstance(exc, OSError) and t.get_name() in ("web", "kakao"):
+                # A port already taken is an operator's problem to fix, not a traceback.
+                print(f"moodtune: cannot start the {t.get_name()} server: {exc} "
+                      "(is another moodtune running? set WEB_PORT / KAKAO_PORT)", file=sys.stderr)
+                return 1
+            if exc is not None:
+                raise exc
         return 0
     finally:
         await rec.close()

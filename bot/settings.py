@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     discord_admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_admin_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
+    # --- web chat (one server: the page, its JSON API, admin, Kakao skill, health) ----------
+    web_enabled: bool = Field(True, description="`moodtune run` serves the web chat page.")
+    web_host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    web_port: int = Field(8000, ge=0, le=65535, description="Its port (0 = any free port).")
+    web_cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (set it when served over https).")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for the admin dashboard; unset = admin disabled.")
+
     # --- KakaoTalk -------------------------------------------------------------------------
     kakao_enabled: bool = False
     kakao_host: str = "127.0.0.1"

@@ -93,15 +93,16 @@ async def test_too_long_input_is_explained_not_fatal(chat):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["chat", "run"])
+@pytest.mark.parametrize("command", [["chat"], ["run", "--console"], ["run"]])
 def test_cli_chat_through_piped_stdin(tmp_path, command):
-    """`moodtune chat` (and `run` with nothing configured) end to end on the shipped model and
-    catalogue, stdin piped."""
+    """`moodtune chat`, `run --console`, and `run` with everything off (WEB_ENABLED=false, no
+    Discord, no Kakao) are the terminal chat, end to end on the shipped model and catalogue.
+    (`run` with the defaults serves the web chat: tests/test_web.py.)"""
     env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1",
-           "KAKAO_ENABLED": "false"}
+           "KAKAO_ENABLED": "false", "WEB_ENABLED": "false" if command == ["run"] else "true"}
     env.pop("DISCORD_TOKEN", None)
     stdin = "오늘 너무 지치고 우울해\n1+\n/mood 평화\n/quit\n"
-    res = subprocess.run([sys.executable, "-m", "bot", command], input=stdin, text=True,
+    res = subprocess.run([sys.executable, "-m", "bot", *command], input=stdin, text=True,
                          capture_output=True, cwd=tmp_path, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     out = res.stdout

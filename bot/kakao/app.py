@@ -7,6 +7,9 @@ Clients that misbehave at the transport level are the HTTP layer's job: a body i
 ``KAKAO_BODY_TIMEOUT_S``; idle connections and headers that never end are closed after three
 times that; a client that hangs up mid-request is logged at DEBUG and counted as 499 (nginx's
 "client closed request"), not as a server error. ``/metrics`` can require a bearer token.
+
+The pieces are also added one by one to a larger app (``bot.server.create_app``, the web chat
+and the skill on one port): ``add_skill``, ``add_health_routes`` and ``observe_middleware``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -38,7 +41,9 @@ from bot.settings import Settings
 
 log = logging.getLogger("moodtune.kakao")
 
-__all__ = ["SECRET_HEADER", "SKILL_KEY", "SKILL_PATH", "create_app", "runner_options", "serve"]
+__all__ = ["HEALTH_KEY", "SECRET_HEADER", "SKILL_KEY", "SKILL_PATH", "Health", "add_health_routes",
+           "add_skill", "create_app", "json_error", "observe_middleware", "runner_options",
+           "serve"]
 
 SKILL_PATH = "/kakao/skill"
 SECRET_HEADER = "X-Moodtune-Secret"
@@ -46,6 +51,21 @@ SECRET_HEADER = "X-Moodtune-Secret"
 CLIENT_CLOSED = 499
 
 SKILL_KEY: web.AppKey[Skill] = web.AppKey("moodtune_kakao_skill", Skill)
+
+
+class Health:
+    """What ``/healthz`` and ``/metrics`` need, apart from any adapter: they serve the whole
+    process (web chat, admin and skill alike), so they must not depend on Kakao being on."""
+
+    def __init__(self, engine: Recommender, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = engine.metrics
+        self.started = time.time()
+        self.songs = engine.metrics.gauge("moodtune_index_songs", "Songs in the serving index.")
+
+
+HEALTH_KEY: web.AppKey[Health] = web.AppKey("moodtune_health", Health)
 
 
 class _HTTPError(Exception):
@@ -59,8 +79,13 @@ class _ClientGone(Exception):
     """The client hung up while we read its request."""
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None,
+               **extra: Any) -> web.Response:
+    """Every error this server sends: ``{"error": message, ...}``, never an HTML page."""
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+_error = json_error
 
 
 def _check_secret(request: web.Request, settings: Settings) -> None:
@@ -146,10 +171,10 @@ async def healthz_handler(request: web.Request) -> web.Response:
     503 when degraded, so a load balancer stops sending traffic to a replica whose disk is
     read-only even though it still answers reads.
     """
-    skill = request.app[SKILL_KEY]
-    health = await skill.engine.health()
-    skill.songs.set(health.get("songs", 0))
-    body = {**health, "uptime_s": round(time.time() - skill.started, 1)}
+    state = request.app[HEALTH_KEY]
+    health = await state.engine.health()
+    state.songs.set(health.get("songs", 0))
+    body = {**health, "uptime_s": round(time.time() - state.started, 1)}
     return web.json_response(body, status=200 if health.get("status") == "ok" else 503)
 
 
@@ -163,13 +188,13 @@ def _metrics_allowed(request: web.Request, settings: Settings) -> bool:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """GET /metrics — Prometheus text format (the engine's registry, Kakao's metrics in it)."""
-    skill = request.app[SKILL_KEY]
-    if not _metrics_allowed(request, skill.settings):
+    state = request.app[HEALTH_KEY]
+    if not _metrics_allowed(request, state.settings):
         return _error(401, "missing or wrong 'Authorization: Bearer <token>' (METRICS_TOKEN)",
                       headers={"WWW-Authenticate": 'Bearer realm="moodtune-metrics"'})
     with contextlib.suppress(Exception):
-        skill.songs.set(len(skill.engine.index))
-    return web.Response(body=skill.metrics.render().encode("utf-8"),
+        state.songs.set(len(state.engine.index))
+    return web.Response(body=state.metrics.render().encode("utf-8"),
                         headers={"Content-Type": Metrics.CONTENT_TYPE})
 
 
@@ -178,7 +203,10 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _observe_middleware(metrics: Metrics) -> Any:
+def observe_middleware(metrics: Metrics, adapter: str | Callable[[str], str] = "kakao") -> Any:
+    """Counting, timing and JSON-errors middleware; ``adapter`` labels the series (a function
+    of the route template when one app serves several adapters)."""
+    adapter_of = adapter if callable(adapter) else (lambda _route, name=adapter: name)
     requests = metrics.counter("moodtune_http_requests_total",
                                "HTTP requests by adapter, route, method and status "
                                "(499: the client closed the connection first).",
@@ -218,23 +246,21 @@ def _observe_middleware(metrics: Metrics) -> Any:
             log.exception("unhandled error on %s", route)
             return _error(500, "internal error; the request was logged")
         finally:
-            requests.inc(adapter="kakao", route=route, method=request.method, status=status)
-            latency.observe(time.perf_counter() - t0, adapter="kakao", route=route)
+            name = adapter_of(route)
+            requests.inc(adapter=name, route=route, method=request.method, status=status)
+            latency.observe(time.perf_counter() - t0, adapter=name, route=route)
 
     return observe
 
 
-def create_app(recommender: Recommender, settings: Settings, *,
-               deadline_s: float = ANSWER_DEADLINE_S) -> web.Application:
-    """The skill server as an aiohttp app (routes, limits, metrics, callback client session).
+def add_skill(app: web.Application, recommender: Recommender, settings: Settings, *,
+              deadline_s: float = ANSWER_DEADLINE_S) -> Skill:
+    """Add ``POST /kakao/skill`` and its callback client session to ``app``.
 
-    Metrics go to the engine's registry (``recommender.metrics``), so one ``/metrics`` shows
-    the engine's own numbers and every adapter's. ``deadline_s`` is how long to wait for the
-    engine when there is no callback URL.
+    ``app`` must allow bodies of ``KAKAO_MAX_BODY_BYTES`` (``client_max_size``); the skill reads
+    under that limit and answers 413 past it.
     """
     skill = Skill(recommender, settings, deadline_s)
-    app = web.Application(client_max_size=settings.kakao_max_body_bytes,
-                          middlewares=[_observe_middleware(skill.metrics)])
     app[SKILL_KEY] = skill
 
     async def client_session(app: web.Application) -> AsyncIterator[None]:
@@ -257,8 +283,31 @@ def create_app(recommender: Recommender, settings: Settings, *,
 
     app.cleanup_ctx.append(client_session)
     app.router.add_post(SKILL_PATH, skill_handler)
+    return skill
+
+
+def add_health_routes(app: web.Application, recommender: Recommender,
+                      settings: Settings) -> Health:
+    """Add ``GET /healthz`` and ``GET /metrics`` (optional bearer token) to ``app``."""
+    state = app[HEALTH_KEY] = Health(recommender, settings)
     app.router.add_get("/healthz", healthz_handler)
     app.router.add_get("/metrics", metrics_handler)
+    return state
+
+
+def create_app(recommender: Recommender, settings: Settings, *,
+               deadline_s: float = ANSWER_DEADLINE_S) -> web.Application:
+    """The skill server alone as an aiohttp app (routes, limits, metrics, callback session).
+
+    Metrics go to the engine's registry (``recommender.metrics``), so one ``/metrics`` shows
+    the engine's own numbers and every adapter's. ``deadline_s`` is how long to wait for the
+    engine when there is no callback URL. ``bot.server.create_app`` builds the same routes
+    into the web chat's app; this one stays for a skill-only deployment and its tests.
+    """
+    app = web.Application(client_max_size=settings.kakao_max_body_bytes,
+                          middlewares=[observe_middleware(recommender.metrics)])
+    add_skill(app, recommender, settings, deadline_s=deadline_s)
+    add_health_routes(app, recommender, settings)
     return app
 
 
