@@ -66,7 +66,7 @@ def _adapter(route: str) -> str:
     """The metrics label of a route template: which door the request came through."""
     if route.startswith("/kakao"):
         return "kakao"
-    if route.startswith("/admin"):
+    if route.startswith(("/admin", "/api/admin")):
         return "admin"
     return "web"
 
