@@ -198,7 +198,9 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
                         headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store",
                                  "X-Content-Type-Options": "nosniff",
-                                 "Referrer-Policy": "no-referrer"})
+                                 # not no-referrer: with it browsers send "Origin: null"
+                                 # on same-origin POSTs, and the origin check refuses those
+                                 "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"})
 
 
 def _login_page(message: str = "", status: int = 401) -> web.Response:
@@ -206,7 +208,7 @@ def _login_page(message: str = "", status: int = 401) -> web.Response:
     return _html(f"""<!doctype html>
 <html lang="ko"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>moodtune 관리자 로그인</title>
+<title>moodtune 관리자 로그인</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="/admin/assets/admin.css"></head>
 <body class="login"><main class="login-box">
 <h1>moodtune 관리자</h1>{note}
