@@ -208,7 +208,8 @@ def live_server(data_dir: Path | None = None, **kw: Any) -> Iterator[LiveServer]
 
 
 # ---- the browser -------------------------------------------------------------------------
-def make_driver(size: tuple[int, int] = DESKTOP, *, phone: bool = False) -> Any:
+def make_driver(size: tuple[int, int] = DESKTOP, *, phone: bool = False,
+                scale: float | None = None) -> Any:
     """Headless Chromium from the Debian packages (never a downloaded one)."""
     os.environ.setdefault("SE_AVOID_STATS", "true")
     from selenium import webdriver
@@ -224,21 +225,26 @@ def make_driver(size: tuple[int, int] = DESKTOP, *, phone: bool = False) -> Any:
     opts.add_experimental_option("prefs", {"intl.accept_languages": "ko-KR,ko"})
     driver = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
-    set_viewport(driver, size, phone=phone)
+    set_viewport(driver, size, phone=phone, scale=scale)
     return driver
 
 
-def set_viewport(driver: Any, size: tuple[int, int], *, phone: bool = False) -> None:
-    """Exact CSS viewport (a phone gets a 3x screen and touch, like a real one)."""
+def set_viewport(driver: Any, size: tuple[int, int], *, phone: bool = False,
+                 scale: float | None = None) -> None:
+    """Exact CSS viewport (a phone gets a 3x screen and touch, like a real one, unless
+    ``scale`` says otherwise)."""
+    if scale is None:
+        scale = 3 if phone else 1
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": size[0], "height": size[1], "deviceScaleFactor": 3 if phone else 1,
+        "width": size[0], "height": size[1], "deviceScaleFactor": scale,
         "mobile": phone})
     driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": phone})
 
 
 @contextmanager
-def browser(size: tuple[int, int] = DESKTOP, *, phone: bool = False) -> Iterator[Any]:
-    driver = make_driver(size, phone=phone)
+def browser(size: tuple[int, int] = DESKTOP, *, phone: bool = False,
+            scale: float | None = None) -> Iterator[Any]:
+    driver = make_driver(size, phone=phone, scale=scale)
     try:
         yield driver
     finally:
@@ -362,7 +368,8 @@ def take_screenshots(out_dir: Path = DOCS_SCREENSHOT_DIR, *, url: str | None = N
             open_chat(driver, server.url)
             send_message(driver, FIRST_MESSAGE)
             written.append(screenshot(driver, out_dir / "chat.png"))
-        with browser(PHONE, phone=True) as driver:
+        # 1x: in the README it sits at its CSS size (390 px wide), not three times that
+        with browser(PHONE, phone=True, scale=1) as driver:
             open_chat(driver, server.url)
             send_message(driver, "비 오는 밤에 혼자 들을 잔잔한 노래 추천해줘")
             written.append(screenshot(driver, out_dir / "chat-phone.png"))
