@@ -149,6 +149,13 @@ async def test_cross_origin_posts_are_refused(web):
     status, body = await _post(client, "/api/chat", {"text": "우울해"}, token,
                                headers={"Origin": "null"})
     assert status == 403
+    status, body = await _post(client, "/api/chat", {"text": "우울해"}, token,
+                               headers={"Sec-Fetch-Site": "cross-site"})
+    assert status == 403 and body["code"] == "origin"
+    # Our own page under Referrer-Policy: no-referrer: a browser sends Origin: null.
+    status, body = await _post(client, "/api/chat", {"text": "우울해"}, token,
+                               headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    assert status == 200
     own = f"http://{client.host}:{client.port}"
     status, body = await _post(client, "/api/chat", {"text": "우울해"}, token,
                                headers={"Origin": own})

@@ -114,18 +114,26 @@ class Sessions:
 
 
 def check_origin(request: web.Request) -> None:
-    """Refuse a request whose ``Origin`` header is present and is not this server.
+    """Refuse a request another site made: ``Sec-Fetch-Site`` cross-site/same-site, or an
+    ``Origin`` header that is present and not this server.
 
     Compared on host[:port] only: behind a TLS proxy the page's origin is https while this
-    server sees http, and the Host header is what the browser addressed either way.
+    server sees http, and the Host header is what the browser addressed either way. ``Origin:
+    null`` is what a browser sends for a same-origin POST from a page whose Referrer-Policy is
+    no-referrer (ours), and also what a sandboxed foreign frame sends; it is accepted only with
+    ``Sec-Fetch-Site: same-origin``, which page scripts cannot set.
     """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site in ("cross-site", "same-site"):
+        raise CsrfError("origin", "다른 사이트에서 보낸 요청은 받을 수 없어요. "
+                                  "(cross-origin request refused)")
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or (origin == "null" and fetch_site == "same-origin"):
         return
     try:
         parts = urlsplit(origin)
         scheme, netloc = parts.scheme, parts.netloc.lower()
-    except ValueError:  # "null" and garbage are refused like a foreign origin
+    except ValueError:  # garbage is refused like a foreign origin
         scheme, netloc = "", ""
     if scheme not in ("http", "https") or not netloc or netloc != request.host.lower():
         raise CsrfError("origin", "다른 사이트에서 보낸 요청은 받을 수 없어요. "
