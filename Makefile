@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## run the bot on the shipped model + catalogue (console chat unless DISCORD_TOKEN / KAKAO_ENABLED)
+## run the bot on the shipped model + catalogue: the web chat at http://127.0.0.1:8000/ (plus
+## Discord / the Kakao skill when configured); `moodtune chat` is the terminal chat
 run: $(STAMP)
 	$(BIN)/moodtune run
 
