@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 # name -> (module, help). The module provides ``configure(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("bot.commands_run", "start the bot: Discord / Kakao if configured, else console chat"),
-    "chat": ("bot.commands_chat", "talk to the recommender in this terminal"),
+    "run": ("bot.run_cli", "start the bot: the web chat (+ Discord / Kakao when configured)"),
+    "chat": ("bot.chat_cli", "talk to the recommender in this terminal"),
     "classify": ("bot.classify_cli", "print the emotion vector of sentences (classifier demo)"),
     "crawl": ("crawler.crawl_cli", "collect song lyrics from Melon (needs explicit permission flag)"),
     "label": ("training.label_cli", "label song lyrics with the classifier (lyrics source)"),

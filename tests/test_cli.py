@@ -62,3 +62,9 @@ def test_bench_refuses_an_unknown_benchmark_and_lists_the_known_ones():
     r = subprocess.run([sys.executable, "-m", "bot", "bench", "no-such-bench"],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 2 and "memory" in r.stderr and "kakao" in r.stderr
+
+
+def test_cli_modules_follow_one_naming_scheme():
+    """Issue 10: `moodtune X-Y` lives in `<package>/X_Y_cli.py`, beside the code it drives."""
+    for name, (module, _) in COMMANDS.items():
+        assert module.rsplit(".", 1)[1] == name.replace("-", "_") + "_cli", (name, module)

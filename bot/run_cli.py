@@ -36,7 +36,7 @@ async def serve(settings, *, force_console: bool = False) -> int:
     discord_on = settings.discord_token is not None and not force_console
     kakao_on = settings.kakao_enabled and not force_console
     if not (web_on or discord_on or kakao_on):
-        from bot.commands_chat import chat
+        from bot.chat_cli import chat
 
         return await chat(settings, "console")
     from bot.observability import setup_logging
