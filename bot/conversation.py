@@ -98,6 +98,7 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     exclude: set[str] = set()
     energy_min = energy_max = None
     target_shift: str | None = None
+    shift_weight = 0.5
     last_energy = [s.energy for s in last_songs if s.energy is not None]
     if refinement == "more_energy":
         base = float(np.mean(last_energy)) if last_energy else 0.5
@@ -113,8 +114,12 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
         target_shift = "평화"
     elif eff.get("energy") == "up":
         energy_min = ENERGY_UP
+        shift_weight = 0.3  # "신나는 노래": upbeat songs lean joyful, whatever the day was like
+        target_shift = "기쁨"
     elif eff.get("energy") == "down":
         energy_max = ENERGY_DOWN
+        shift_weight = 0.3
+        target_shift = "평화"
     if refinement in ("other", "more_energy", "calmer", "genre") and last_songs:
         exclude |= {s.song_id for s in last_songs}
         if refinement == "other":
@@ -124,11 +129,12 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     target = np.asarray(mood, dtype=np.float32)
     if eff.get("mood"):
         target = mood_vector(eff["mood"])
-    if target_shift is not None:
+    if target_shift is not None and not eff.get("mood"):
         # "더 신나게" is about the music, but an upbeat song in a sad key is rare: move the mood
         # target a step toward joy (toward peace for "더 잔잔하게"), as a lift would.
         t = target / max(float(target.sum()), 1e-9)
-        target = (0.5 * t + 0.5 * mood_vector(target_shift)).astype(np.float32)
+        target = ((1 - shift_weight) * t
+                  + shift_weight * mood_vector(target_shift)).astype(np.float32)
     if seed is not None:
         target = np.asarray(seed.vector, dtype=np.float32)
         exclude.add(seed.song_id)
