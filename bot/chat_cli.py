@@ -20,16 +20,25 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(chat(settings, args.user))
 
 
-async def chat(settings, user_id: str) -> int:
+async def open_engine(settings):  # -> Recommender | None
+    """The engine, or None after printing the one-line reason it cannot start (shared by
+    ``chat`` and ``run``: a broken model or catalogue file is a sentence, not a traceback)."""
     import sys
 
-    from bot.console import run_console
     from bot.engine import Recommender, StartupError
 
     try:
-        rec = await Recommender.open(settings)
+        return await Recommender.open(settings)
     except StartupError as exc:
         print(f"moodtune: {exc}", file=sys.stderr)
+        return None
+
+
+async def chat(settings, user_id: str) -> int:
+    from bot.console import run_console
+
+    rec = await open_engine(settings)
+    if rec is None:
         return 1
     try:
         return await run_console(rec, user_id=user_id)

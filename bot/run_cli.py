@@ -30,22 +30,18 @@ async def serve(settings, *, force_console: bool = False) -> int:
     import logging
     import sys
 
-    from bot.engine import Recommender, StartupError
+    from bot.chat_cli import chat, open_engine
 
     web_on = settings.web_enabled and not force_console
     discord_on = settings.discord_token is not None and not force_console
     kakao_on = settings.kakao_enabled and not force_console
     if not (web_on or discord_on or kakao_on):
-        from bot.chat_cli import chat
-
         return await chat(settings, "console")
     from bot.observability import setup_logging
 
     setup_logging(settings)
-    try:
-        rec = await Recommender.open(settings)
-    except StartupError as exc:
-        print(f"moodtune: {exc}", file=sys.stderr)
+    rec = await open_engine(settings)
+    if rec is None:
         return 1
     try:
         tasks = []
