@@ -316,6 +316,12 @@ def _intro(vec: np.ndarray, the_plan: Any, req: Any, relaxed: str | None, source
         lines.append(f"앞서 이야기한 기분({e.emoji} {e.ko})을 이어서,")
     elif source == "similar":
         lines.append("비슷한 분위기의 노래예요.")
+    elif wants and e.ko in ("평화", "중립") and not (getattr(req, "cues", ()) or req.mood_hint
+                                                   or req.negated_mood):
+        # A plain request ("비 오는 밤에 들을 잔잔한 노래") says what to play, not how the person
+        # feels; the classifier reads such music talk as calm or neutral. That read only steers
+        # the search, so it is not announced as the person's mood.
+        lines.append(f"요청에 어울리는 분위기({e.emoji} {e.ko})로,")
     else:
         top = [(LABELS[j], float(v[j])) for j in np.argsort(-v)[:2] if v[j] >= 0.15]
         mood = " · ".join(f"{EMOTIONS[LABELS.index(m)].emoji} {m} {p:.0%}" for m, p in top)

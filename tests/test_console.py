@@ -131,3 +131,11 @@ async def test_a_named_mood_inside_a_thread_is_read_as_that_mood(chat):
     out = await chat.handle("평화")
     assert out.splitlines()[0].startswith("😌 평화") and chat.last.emotion.index(
         max(chat.last.emotion)) == 3
+
+
+async def test_a_plain_request_is_not_announced_as_the_persons_mood(chat):
+    """'비 오는 날 들을 잔잔한 노래' says what to play; the keyword classifier reads it neutral,
+    and the intro must not tell the person they feel 중립."""
+    out = await chat.handle("비 오는 날 들을 잔잔한 노래")
+    assert "지금 기분" not in out.splitlines()[0] and "분위기" in out.splitlines()[0]
+    assert "지금 기분" in (await chat.handle("너무 우울해")).splitlines()[0]
