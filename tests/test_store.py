@@ -1,7 +1,12 @@
-"""bot/store.py: schema and migrations, the engine's API, privacy, concurrency, failure modes.
+"""bot/store.py and bot/store_pg.py: schema and migrations, the engine's API, privacy,
+concurrency, failure modes, on both backends.
 
-Each test opens its own database file under ``tmp_path`` and inspects it with a second, raw
-``sqlite3`` connection where the point is what is *on disk*, not what the API reports.
+Every test that goes through the ``open_store`` / ``store`` fixtures runs twice: on SQLite (a
+file under ``tmp_path``) and on PostgreSQL (a fresh database per path on a throwaway server that
+the session starts, see ``tests/pg_support.py``). ``db.fetch`` inspects the database behind the
+store's back, where the point is what is *stored*, not what the API reports. Tests about SQLite
+mechanics (WAL, PRAGMAs, file permissions, ``mode=ro``, locking) are marked ``sqlite_only``; the
+PostgreSQL variants skip with a reason when its binaries are not installed.
 """
 
 from __future__ import annotations
@@ -9,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.feedback import Signal
@@ -25,6 +32,8 @@ from bot.store import (
     load_migrations,
     split_sql,
 )
+from bot.store_pg import PgStore, load_pg_migrations
+from tests.pg_support import PgServer, start_server
 
 MOOD = (0.02, 0.02, 0.9, 0.02, 0.02, 0.02)
 LATEST = load_migrations()[-1].version
@@ -49,14 +58,117 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-async def open_store():
-    """``Store.open`` that closes whatever it opened when the test ends, even on failure
-    (aiosqlite's worker thread is not a daemon: a store left open would hang pytest's exit)."""
-    opened: list[Store] = []
+MIGRATION_DIRS = {
+    "sqlite": Path(__file__).resolve().parent.parent / "bot" / "migrations",
+    "pg": Path(__file__).resolve().parent.parent / "bot" / "migrations" / "postgres",
+}
 
-    async def _open(path, **kw) -> Store:
-        s = await Store.open(path, **kw)
+
+def sqlite_only(reason: str):
+    """Run a test on SQLite only (its ``pg`` variant skips, giving ``reason``).
+
+    An attribute rather than a custom pytest marker: nothing to register in the shared config.
+    """
+
+    def mark(fn):
+        fn.sqlite_only = reason
+        return fn
+
+    return mark
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PgServer:
+    """One PostgreSQL server for the whole run (about 3 s), stopped and deleted at the end."""
+    try:
+        server = start_server()
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
+    except RuntimeError as exc:
+        if os.environ.get("MOODTUNE_REQUIRE_PG"):
+            raise
+        pytest.skip(f"PostgreSQL is installed but did not start here: {exc}")
+    yield server
+    server.stop()
+
+
+class Backend:
+    """Opens stores and peeks into their databases, the same way for SQLite and PostgreSQL.
+
+    A test names a database by a file path; on PostgreSQL each distinct path is its own fresh
+    database, so reopening "the same file" reopens the same database.
+    """
+
+    def __init__(self, name: str, server: PgServer | None) -> None:
+        self.name = name
+        self.server = server
+        self._dbs: dict[str, str] = {}
+
+    async def url(self, path: str | Path) -> str:
+        assert self.server is not None
+        key = str(path)
+        if key not in self._dbs:
+            self._dbs[key] = await self.server.create_database()
+        return self.server.url(self._dbs[key])
+
+    async def open(self, path: str | Path, **kw) -> Store | PgStore:
+        if self.name == "sqlite":
+            return await Store.open(path, **kw)
+        return await PgStore.open(await self.url(path), **kw)
+
+    async def fetch(self, path: str | Path, sql: str, *args) -> list[tuple]:
+        """Run one statement on a separate connection; ``?`` placeholders on both backends."""
+        if self.name == "sqlite":
+            conn = raw(Path(path))
+            try:
+                return [tuple(r) for r in conn.execute(sql, args).fetchall()]
+            finally:
+                conn.close()
+        parts = sql.split("?")
+        sql = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+        conn = await asyncpg.connect(await self.url(path))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    async def tables(self, path: str | Path) -> list[str]:
+        if self.name == "sqlite":
+            return [r[0] for r in await self.fetch(
+                path, "SELECT name FROM sqlite_master WHERE type='table' "
+                      "AND name NOT LIKE 'sqlite_%'")]
+        return [r[0] for r in await self.fetch(
+            path, "SELECT table_name FROM information_schema.tables "
+                  "WHERE table_schema = 'public'")]
+
+    async def columns(self, path: str | Path, table: str) -> list[str]:
+        if self.name == "sqlite":
+            return [r[1] for r in await self.fetch(path, f"PRAGMA table_info({table})")]
+        return [r[0] for r in await self.fetch(
+            path, "SELECT column_name FROM information_schema.columns "
+                  "WHERE table_schema = 'public' AND table_name = ?", table)]
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def db(request: pytest.FixtureRequest) -> Backend:
+    """The backend under test; ``pg`` skips for ``sqlite_only`` tests and without PostgreSQL."""
+    if request.param == "pg":
+        reason = getattr(request.function, "sqlite_only", None)
+        if reason is not None:
+            pytest.skip(f"SQLite-specific: {reason}")
+        return Backend("pg", request.getfixturevalue("pg_server"))
+    return Backend("sqlite", None)
+
+
+@pytest.fixture
+async def open_store(db: Backend):
+    """Open a store on the backend under test; closes whatever it opened when the test ends,
+    even on failure (aiosqlite's worker thread is not a daemon: a store left open would hang
+    pytest's exit; an asyncpg pool left open would leak server connections)."""
+    opened: list[Store | PgStore] = []
+
+    async def _open(path, **kw) -> Store | PgStore:
+        s = await db.open(path, **kw)
         opened.append(s)
         return s
 
@@ -84,6 +196,7 @@ def tables(conn: sqlite3.Connection) -> list[str]:
 
 
 # ---- migrations -------------------------------------------------------------------------------
+@sqlite_only("a folder, a file and WAL mode")
 async def test_open_creates_folder_schema_and_wal(open_store, tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "a" / "b" / "moodtune.sqlite3"
     s = await open_store(path, clock=clock)
@@ -102,7 +215,7 @@ async def test_open_creates_folder_schema_and_wal(open_store, tmp_path: Path, cl
 
 
 async def test_reopen_is_idempotent_and_keeps_data(
-        open_store, tmp_path: Path, clock: Clock) -> None:
+        open_store, db: Backend, tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "m.sqlite3"
     s = await open_store(path, clock=clock)
     await s.save_recommendation("r1", "u1", "console", MOOD, songs("s", 3), source="text")
@@ -113,15 +226,16 @@ async def test_reopen_is_idempotent_and_keeps_data(
         assert s.schema_version == LATEST
         assert await s.recent_song_ids("u1", 5) == ["s0", "s1", "s2"]
         await s.close()
-    with raw(path) as conn:  # still one row, with the first open's timestamp
-        assert conn.execute("SELECT version, applied_at FROM schema_version").fetchall() == [
-            (m.version, clock.t - 100) for m in load_migrations()]
+    # still one row each, with the first open's timestamp
+    assert await db.fetch(path, "SELECT version, applied_at FROM schema_version "
+                                "ORDER BY version") == [
+        (m.version, clock.t - 100) for m in load_migrations()]
 
 
 async def test_new_migration_applies_and_a_broken_one_rolls_back(
-        open_store, tmp_path: Path) -> None:
+        open_store, db: Backend, tmp_path: Path) -> None:
     mig = tmp_path / "migrations"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "bot" / "migrations", mig)
+    shutil.copytree(MIGRATION_DIRS[db.name], mig)
     for later in mig.glob("0[0-9][0-9]_*.sql"):  # start from 001 alone: 002+ are added below
         if not later.name.startswith("001_"):
             later.unlink()
@@ -132,7 +246,7 @@ async def test_new_migration_applies_and_a_broken_one_rolls_back(
 
     (mig / "002_notes.sql").write_text(
         "-- a comment; with a semicolon\nCREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT "
-        "DEFAULT 'a;b');\nINSERT INTO notes (body) VALUES ('x');\n", encoding="utf-8")
+        "DEFAULT 'a;b');\nINSERT INTO notes (id, body) VALUES (1, 'x');\n", encoding="utf-8")
     s = await open_store(path, migrations_dir=mig)
     assert s.schema_version == 2
     await s.close()
@@ -141,11 +255,10 @@ async def test_new_migration_applies_and_a_broken_one_rolls_back(
         "CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
         encoding="utf-8")
     with pytest.raises(StoreError, match="003_broken"):
-        await Store.open(path, migrations_dir=mig)
-    with raw(path) as conn:
-        assert "half_done" not in tables(conn)  # the whole migration rolled back
-        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
-        assert conn.execute("SELECT body FROM notes").fetchall() == [("x",)]
+        await open_store(path, migrations_dir=mig)
+    assert "half_done" not in await db.tables(path)  # the whole migration rolled back
+    assert await db.fetch(path, "SELECT MAX(version) FROM schema_version") == [(2,)]
+    assert await db.fetch(path, "SELECT body FROM notes") == [("x",)]
 
     (mig / "003_broken.sql").write_text("CREATE TABLE half_done (id INTEGER);\n", encoding="utf-8")
     s = await open_store(path, migrations_dir=mig)
@@ -153,13 +266,13 @@ async def test_new_migration_applies_and_a_broken_one_rolls_back(
     await s.close()
 
 
-async def test_database_newer_than_code_is_refused(open_store, tmp_path: Path) -> None:
+async def test_database_newer_than_code_is_refused(
+        open_store, db: Backend, tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
     await (await open_store(path)).close()
-    with raw(path) as conn:
-        conn.execute("INSERT INTO schema_version VALUES (99, '099_future.sql', 0)")
+    await db.fetch(path, "INSERT INTO schema_version VALUES (99, '099_future.sql', 0)")
     with pytest.raises(StoreError, match="newer than this moodtune"):
-        await Store.open(path)
+        await open_store(path)
 
 
 def test_split_sql_respects_strings_comments_and_triggers() -> None:
@@ -186,6 +299,7 @@ def test_duplicate_migration_numbers_are_an_error(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
+@sqlite_only(":memory: is an SQLite path")
 async def test_memory_database_works(open_store, clock: Clock) -> None:
     s = await open_store(":memory:", clock=clock)
     try:
@@ -231,7 +345,8 @@ async def test_recent_song_ids_orders_by_insertion_when_the_clock_stands_still(
     assert await store.recent_song_ids("u", 2) == ["new", "both", "old"]  # deduplicated
 
 
-async def test_bad_saves_are_refused_and_leave_nothing_behind(store: Store, tmp_path: Path) -> None:
+async def test_bad_saves_are_refused_and_leave_nothing_behind(
+        store: Store, db: Backend, tmp_path: Path) -> None:
     await store.save_recommendation("r1", "u1", "console", MOOD, songs("s", 2), source="text")
     with pytest.raises(StoreError, match="already stored"):
         # A new user and a reused rec_id: the user upsert must roll back with the failed insert.
@@ -242,14 +357,14 @@ async def test_bad_saves_are_refused_and_leave_nothing_behind(store: Store, tmp_
     with pytest.raises(ValueError, match="lists a song twice"):
         await store.save_recommendation("r3", "u1", "console", MOOD, [("a", 1), ("a", 0.5)],
                                         source="text")
-    with raw(tmp_path / "db" / "moodtune.sqlite3") as conn:
-        assert conn.execute("SELECT user_id FROM users").fetchall() == [("u1",)]
-        assert conn.execute("SELECT song_id FROM recommendation_items ORDER BY position"
-                            ).fetchall() == [("s0",), ("s1",)]
+    path = tmp_path / "db" / "moodtune.sqlite3"
+    assert await db.fetch(path, "SELECT user_id FROM users") == [("u1",)]
+    assert await db.fetch(path, "SELECT song_id FROM recommendation_items ORDER BY position"
+                          ) == [("s0",), ("s1",)]
     assert await store.save_recommendation("r2", "u1", "console", MOOD, [], source="text") is None
 
 
-async def test_text_is_not_stored_by_default(open_store, tmp_path: Path) -> None:
+async def test_text_is_not_stored_by_default(open_store, db: Backend, tmp_path: Path) -> None:
     path = tmp_path / "private.sqlite3"
     secret = "오늘 너무 우울해 secret-message-9431"
     s = await open_store(path)
@@ -257,8 +372,7 @@ async def test_text_is_not_stored_by_default(open_store, tmp_path: Path) -> None
                                 text=secret)
     assert (await s.recommendation("r1")).text is None
     await s.close()
-    with raw(path) as conn:
-        assert conn.execute("SELECT text FROM recommendations").fetchall() == [(None,)]
+    assert await db.fetch(path, "SELECT text FROM recommendations") == [(None,)]
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"secret-message-9431" not in blob
 
@@ -274,7 +388,7 @@ async def test_text_is_stored_when_opted_in(open_store, tmp_path: Path) -> None:
 
 # ---- feedback ---------------------------------------------------------------------------------
 async def test_feedback_is_idempotent_and_checked_against_what_was_shown(
-        store: Store, tmp_path: Path) -> None:
+        store: Store, db: Backend, tmp_path: Path) -> None:
     await store.save_recommendation("r1", "owner", "discord", MOOD, songs("s", 3), source="text")
     assert await store.add_feedback("r1", "s0", "owner", Signal.LIKE) is True
     assert await store.add_feedback("r1", "s0", "owner", Signal.LIKE) is False  # re-delivered
@@ -295,14 +409,14 @@ async def test_feedback_is_idempotent_and_checked_against_what_was_shown(
     with pytest.raises(ValueError, match="scope"):
         await store.add_feedback("r1", "s0", "owner", Signal.LIKE, scope="guild")
 
-    with raw(tmp_path / "db" / "moodtune.sqlite3") as conn:
-        rows = conn.execute("SELECT rec_id, song_id, user_id, signal, scope FROM feedback "
-                            "WHERE song_id != 's2' ORDER BY id").fetchall()
-        assert rows == [("r1", "s0", "owner", "like", "track"),
-                        ("r1", "s0", "owner", "love", "track"),
-                        ("r1", "s1", "bystander", "dislike", "message")]
-        assert conn.execute("SELECT COUNT(*) FROM feedback WHERE song_id='s2'").fetchone()[0] \
-            == len(Signal)
+    path = tmp_path / "db" / "moodtune.sqlite3"
+    rows = await db.fetch(path, "SELECT rec_id, song_id, user_id, signal, scope FROM feedback "
+                                "WHERE song_id != 's2' ORDER BY id")
+    assert rows == [("r1", "s0", "owner", "like", "track"),
+                    ("r1", "s0", "owner", "love", "track"),
+                    ("r1", "s1", "bystander", "dislike", "message")]
+    assert await db.fetch(path, "SELECT COUNT(*) FROM feedback WHERE song_id='s2'") \
+        == [(len(Signal),)]
 
 
 async def test_remove_feedback(store: Store) -> None:
@@ -402,8 +516,8 @@ async def test_stats(store: Store, clock: Clock) -> None:
 
 
 # ---- privacy: forget_user ---------------------------------------------------------------------
-async def test_forget_user_leaves_nothing_of_them_anywhere(open_store, tmp_path: Path,
-                                                           clock: Clock) -> None:
+async def test_forget_user_leaves_nothing_of_them_anywhere(open_store, db: Backend,
+                                                           tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "forget.sqlite3"
     gone, stays = "discord:FORGET-ME-7f3a", "discord:stays-21c9"
     s = await open_store(path, clock=clock, store_message_text=True)
@@ -422,6 +536,7 @@ async def test_forget_user_leaves_nothing_of_them_anywhere(open_store, tmp_path:
     counts = await s.forget_user(gone)
     # Not in live pages, freed pages or the WAL, while the bot is still running (secure_delete
     # zeroes freed cells; the TRUNCATE checkpoint drops the old page images from the -wal).
+    # (PostgreSQL's files are the server's; only the rows are checked there, below.)
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"FORGET-ME-7f3a" not in blob
     assert b"msg of the forgotten" not in blob
@@ -441,24 +556,23 @@ async def test_forget_user_leaves_nothing_of_them_anywhere(open_store, tmp_path:
     await s.close()
 
     # Every column of every table, including tables a later migration adds.
-    with raw(path) as conn:
-        for table in tables(conn):
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-            for col in cols:
-                hits = conn.execute(
-                    f"SELECT COUNT(*) FROM {table} WHERE CAST({col} AS TEXT) LIKE ?",
-                    ("%FORGET-ME-7f3a%",)).fetchone()[0]
-                assert hits == 0, f"{table}.{col} still names the forgotten user"
-                for rec_id in ("rec-gone-1", "rec-gone-2", "m-gone"):
-                    assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} = ?",
-                                        (rec_id,)).fetchone()[0] == 0, (table, col, rec_id)
+    for table in await db.tables(path):
+        for col in await db.columns(path, table):
+            hits = await db.fetch(
+                path, f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{col}" AS TEXT) LIKE ?',
+                "%FORGET-ME-7f3a%")
+            assert hits == [(0,)], f"{table}.{col} still names the forgotten user"
+            for rec_id in ("rec-gone-1", "rec-gone-2", "m-gone"):
+                assert await db.fetch(
+                    path, f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{col}" AS TEXT) = ?',
+                    rec_id) == [(0,)], (table, col, rec_id)
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"FORGET-ME-7f3a" not in blob
 
 
 # ---- concurrency ------------------------------------------------------------------------------
 async def test_200_concurrent_writers_lose_nothing_and_duplicate_nothing(
-        open_store, tmp_path: Path) -> None:
+        open_store, db: Backend, tmp_path: Path) -> None:
     """200 users x 50 reactions at once, with re-deliveries, interleaved multi-statement saves
     and a task whose transactions keep failing and rolling back: every write that reported
     success is on disk exactly once, and no rollback took someone else's write with it."""
@@ -494,14 +608,13 @@ async def test_200_concurrent_writers_lose_nothing_and_duplicate_nothing(
     assert sum(sum(first) for first, _ in results) == n_users * per_user
     assert not any(any(again) for _, again in results)
     await s.close()
-    with raw(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == n_users * per_user
-        assert conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT rec_id, song_id, user_id, "
-                            "signal FROM feedback)").fetchone()[0] == n_users * per_user
-        assert conn.execute("SELECT COUNT(*) FROM recommendation_items WHERE rec_id LIKE "
-                            "'extra%'").fetchone()[0] == 5 * 5 * (n_users // 10)
-        assert conn.execute("SELECT COUNT(*) FROM users WHERE user_id = 'intruder'"
-                            ).fetchone()[0] == 0
+    assert await db.fetch(path, "SELECT COUNT(*) FROM feedback") == [(n_users * per_user,)]
+    assert await db.fetch(path, "SELECT COUNT(*) FROM (SELECT DISTINCT rec_id, song_id, "
+                                "user_id, signal FROM feedback) AS d") == [(n_users * per_user,)]
+    assert await db.fetch(path, "SELECT COUNT(*) FROM recommendation_items WHERE rec_id LIKE "
+                                "'extra%'") == [(5 * 5 * (n_users // 10),)]
+    assert await db.fetch(path, "SELECT COUNT(*) FROM users WHERE user_id = 'intruder'"
+                          ) == [(0,)]
 
 
 async def test_cancelled_saves_are_all_or_nothing(store: Store) -> None:
@@ -528,6 +641,7 @@ async def test_cancelled_saves_are_all_or_nothing(store: Store) -> None:
 
 
 # ---- unavailable database ---------------------------------------------------------------------
+@sqlite_only("SQLite file locking and busy_timeout")
 async def test_locked_database_raises_unavailable_then_recovers(open_store, tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     s = await open_store(path, busy_timeout_ms=50)
@@ -550,6 +664,7 @@ async def test_locked_database_raises_unavailable_then_recovers(open_store, tmp_
     await s.close()
 
 
+@sqlite_only("SQLite file locking")
 async def test_open_while_another_process_holds_the_lock(open_store, tmp_path: Path) -> None:
     path = tmp_path / "fresh.sqlite3"
     other = raw(path)
@@ -565,6 +680,7 @@ async def test_open_while_another_process_holds_the_lock(open_store, tmp_path: P
     await s.close()
 
 
+@sqlite_only("a mode=ro file: URI (PostgreSQL: test_pg_read_only_database)")
 async def test_read_only_uri_reads_but_refuses_writes(open_store, tmp_path: Path) -> None:
     path = tmp_path / "ro.sqlite3"
     s = await open_store(path)
@@ -590,6 +706,7 @@ async def test_read_only_uri_of_a_missing_database_cannot_open(tmp_path: Path) -
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                     reason="running as root: file permissions do not stop root from writing; "
                            "the mode=ro URI test covers the read-only path")
+@sqlite_only("file permissions")
 async def test_read_only_file_permissions(open_store, tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     path = folder / "moodtune.sqlite3"
@@ -636,6 +753,7 @@ async def test_closed_store(open_store, tmp_path: Path) -> None:
         await s.recent_song_ids("u", 5)
 
 
+@sqlite_only("a mode=ro file: URI (PostgreSQL: test_pg_read_only_database)")
 async def test_check_writable_passes_on_a_writable_database_and_fails_on_a_read_only_one(
         open_store, tmp_path: Path) -> None:
     """/healthz relies on this: reads still work on a read-only file, writes do not."""
@@ -647,3 +765,114 @@ async def test_check_writable_passes_on_a_writable_database_and_fails_on_a_read_
     with pytest.raises(StoreUnavailableError, match="read-only"):
         await ro.check_writable()
     await ro.close()
+
+
+# ---- PostgreSQL only --------------------------------------------------------------------------
+async def test_pg_schema_is_the_numbered_postgres_migrations(pg_server: PgServer,
+                                                             clock: Clock) -> None:
+    db = Backend("pg", pg_server)
+    s = await db.open("schema", clock=clock)
+    try:
+        assert s.schema_version == LATEST
+        assert [m.version for m in load_pg_migrations()] == [m.version for m in load_migrations()]
+    finally:
+        await s.close()
+    assert await db.fetch("schema", "SELECT version, name, applied_at FROM schema_version "
+                                    "ORDER BY version") == [
+        (m.version, m.name, clock.t) for m in load_pg_migrations()]
+    assert {"users", "recommendations", "recommendation_items", "feedback", "message_links",
+            "guild_channels", "health_probe", "schema_version"} <= set(await db.tables("schema"))
+
+
+async def test_pg_processes_starting_at_once_migrate_once(pg_server: PgServer) -> None:
+    """The advisory lock: five stores opening one empty database at the same moment."""
+    db = Backend("pg", pg_server)
+    url = await db.url("race")
+    stores = await asyncio.gather(*(PgStore.open(url, min_size=1, max_size=2) for _ in range(5)))
+    try:
+        assert {s.schema_version for s in stores} == {LATEST}
+        await stores[0].save_recommendation("r", "u", "console", MOOD, songs("s", 2),
+                                            source="text")
+        assert await stores[4].add_feedback("r", "s0", "u", Signal.LIKE) is True
+        assert await stores[3].add_feedback("r", "s0", "u", Signal.LIKE) is False
+    finally:
+        for s in stores:
+            await s.close()
+    assert await db.fetch("race", "SELECT COUNT(*) FROM schema_version") == [(LATEST,)]
+
+
+async def test_pg_read_only_database(pg_server: PgServer) -> None:
+    """A read-only server (a replica, default_transaction_read_only) opens and reads, but
+    writes and the /healthz probe fail with a message that says so."""
+    db = Backend("pg", pg_server)
+    s = await db.open("ro")
+    await s.save_recommendation("r1", "u", "console", MOOD, songs("s", 2), source="text")
+    await s.check_writable()
+    await s.close()
+    name = (await db.url("ro")).rsplit("/", 1)[1]
+    await db.fetch("ro", f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    ro = await db.open("ro")
+    try:
+        assert await ro.recent_song_ids("u", 5) == ["s0", "s1"]
+        with pytest.raises(StoreUnavailableError, match="read-only") as err:
+            await ro.check_writable()
+        assert "replica" in str(err.value)
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            await ro.add_feedback("r1", "s0", "u", Signal.LIKE)
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            await ro.save_recommendation("r2", "u", "console", MOOD, [], source="text")
+    finally:
+        await ro.close()
+
+
+async def test_pg_connection_errors_say_what_to_do_and_hide_the_password(
+        pg_server: PgServer) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    cases = (
+        (f"postgresql://postgres:hunter2-pw@127.0.0.1:{dead}/x", "connection refused"),
+        (f"postgresql://postgres:hunter2-pw@127.0.0.1:{pg_server.port}/no_such_db",
+         "does not exist.*createdb"),
+        (f"postgresql://nobody:hunter2-pw@127.0.0.1:{pg_server.port}/postgres",
+         "refused the login"),
+    )
+    for url, expected in cases:
+        with pytest.raises(StoreUnavailableError, match=expected) as err:
+            await PgStore.open(url, connect_timeout=5)
+        assert "hunter2-pw" not in str(err.value)
+        assert "DATABASE_URL" in str(err.value)
+
+
+# ---- selection: DATABASE_URL ------------------------------------------------------------------
+async def test_database_url_selects_the_postgresql_store(pg_server: PgServer,
+                                                         tmp_path: Path) -> None:
+    """The engine opens PgStore for DATABASE_URL, and still SQLite (DATABASE_PATH) without it."""
+    from bot.engine import Recommender
+    from tests.fakes import KeywordClassifier, make_settings
+
+    pg_url = await Backend("pg", pg_server).url("engine")
+    rec = await Recommender.open(make_settings(tmp_path, n_songs=50, database_url=pg_url),
+                                 classifier=KeywordClassifier())
+    try:
+        assert isinstance(rec.store, PgStore) and rec.store.schema_version == LATEST
+    finally:
+        await rec.close()
+    assert not (tmp_path / "var" / "moodtune.sqlite3").exists()
+    rec = await Recommender.open(make_settings(tmp_path, n_songs=50),
+                                 classifier=KeywordClassifier())
+    try:
+        assert isinstance(rec.store, Store)
+    finally:
+        await rec.close()
+
+
+def test_database_url_must_be_postgresql_or_empty(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from tests.fakes import make_settings
+
+    assert make_settings(tmp_path, n_songs=5).database_url is None
+    assert make_settings(tmp_path, n_songs=5, database_url="").database_url is None
+    with pytest.raises(ValidationError, match="postgresql://"):
+        make_settings(tmp_path, n_songs=5, database_url="sqlite:///var/x.sqlite3")
