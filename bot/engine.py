@@ -204,8 +204,14 @@ class Recommender(Dialogue):
             from bot.store import Store, StoreError
 
             try:
-                store = await Store.open(settings.resolved_database_path,
-                                         store_message_text=settings.store_message_text)
+                if settings.database_url is not None:  # PostgreSQL: many replicas, one database
+                    from bot.store_pg import PgStore
+
+                    store = await PgStore.open(settings.database_url.get_secret_value(),
+                                               store_message_text=settings.store_message_text)
+                else:
+                    store = await Store.open(settings.resolved_database_path,
+                                             store_message_text=settings.store_message_text)
             except StoreError as exc:
                 raise StartupError(str(exc)) from exc
         key = load_pseudonym_key(settings.resolved_pseudonym_key_path) if use_store else b""

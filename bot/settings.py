@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(Path("var"), description="Writable state: database, index, CF model.")
     database_path: Path | None = Field(None, description="SQLite file; default DATA_DIR/moodtune.sqlite3")
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:pass@host:port/db selects the PostgreSQL store "
+                          "(many replicas, one database); empty = SQLite at DATABASE_PATH.")
     store_message_text: bool = Field(False, description="Keep raw user messages (privacy: off).")
 
     # --- model / catalogue / index ---------------------------------------------------------
@@ -104,6 +107,18 @@ class Settings(BaseSettings):
     # --- logging ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _check_database_url(cls, v: object) -> object:
+        """Empty means SQLite; anything else must be a PostgreSQL URL (a typo such as
+        ``sqlite:///…`` should stop the start, not silently fall back to the default file)."""
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if not str(raw).startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// (or be empty for SQLite)")
+        return v
 
     @field_validator("kakao_callback_hosts", mode="before")
     @classmethod
