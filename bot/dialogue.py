@@ -106,7 +106,22 @@ class Dialogue:
         return cached[1]
 
     async def _thread(self: Recommender, user_id: str) -> Any | None:
-        """The last answer (+ its request) of this user: memory first, then the store."""
+        """The last answer (+ its request) of this user.
+
+        One process (SQLite): memory first, then the store — memory is always at least as new
+        as the store there, and a hit saves a query. Replicas sharing a database
+        (``SHARED_STATE``, the default for PostgreSQL): the store first, because the user's
+        latest answer may have been given by another replica, and a ``/forget-me`` done there
+        must not be outlived by this replica's memory. Memory is then only the fallback for a
+        store that fails — never for one that answers "no thread".
+        """
+        if self.store is not None and self.settings.resolved_shared_state:
+            try:
+                return await self.store.last_recommendation(user_id)
+            except Exception:
+                log.warning("store unavailable for the thread; using memory", exc_info=True)
+                state = self.users.peek(user_id)
+                return state.thread if state is not None else None
         state = self.users.peek(user_id)
         if state is not None and state.thread is not None:
             return state.thread

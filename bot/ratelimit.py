@@ -8,10 +8,15 @@ invents — ``benchmarks/memory.py`` sends a million.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
-__all__ = ["RateLimiter"]
+log = logging.getLogger("moodtune.ratelimit")
+
+__all__ = ["RateLimiter", "SharedRateLimiter", "hit", "rate_limiter_for", "reset"]
 
 
 class RateLimiter:
@@ -58,3 +63,86 @@ class RateLimiter:
             oldest = sorted(self._hits, key=lambda k: self._hits[k][-1])
             for k in oldest[: len(oldest) // 2]:
                 del self._hits[k]
+
+
+class RateStore(Protocol):
+    """What :class:`SharedRateLimiter` needs from a store (``bot.store_pg.PgStore`` has it)."""
+
+    async def rate_hit(self, key: str, limit: int, window: float, now: float) -> float | None: ...
+    async def rate_reset(self, key: str) -> None: ...
+    async def rate_prune(self, before: float) -> int: ...
+
+
+class SharedRateLimiter:
+    """:class:`RateLimiter`'s sliding window kept in the database, so replicas share it.
+
+    Two web/skill processes behind one PostgreSQL each with their own in-memory limiter would
+    let a person through twice as often; here every admitted event is a ``rate_events`` row,
+    checked and written atomically per key (see ``PgStore.rate_hit``). The same semantics as
+    :meth:`RateLimiter.hit` — None or seconds to wait, a refusal is not recorded — but async.
+
+    ``name`` namespaces the keys, so a message budget and a feedback budget for the same person
+    stay apart in the one table. The clock is wall time (``time.time``): replicas on different
+    machines share no monotonic clock. Rows of keys nobody hits again are pruned at most once
+    per window per process. If the store fails, this process falls back to its own in-memory
+    limiter rather than refusing everyone or admitting everyone.
+    """
+
+    def __init__(self, store: RateStore, per_minute: int, *, name: str = "messages",
+                 window: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be >= 1")
+        self.store = store
+        self.per_minute = per_minute
+        self.window = window
+        self.name = name
+        self._clock = clock
+        self._pruned_at = float("-inf")
+        self._fallback = RateLimiter(per_minute, window=window, clock=clock)
+
+    def _key(self, key: str) -> str:
+        return f"{self.name}:{key}"
+
+    async def hit(self, key: str) -> float | None:
+        """Record an event for ``key``; None if allowed, else seconds until the next is allowed."""
+        now = self._clock()
+        try:
+            if now - self._pruned_at >= self.window:
+                self._pruned_at = now
+                await self.store.rate_prune(now - self.window)
+            return await self.store.rate_hit(self._key(key), self.per_minute, self.window, now)
+        except Exception:
+            log.warning("shared rate limit unavailable; limiting this process alone",
+                        exc_info=True)
+            return self._fallback.hit(key)
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``'s events everywhere (and in this process's fallback)."""
+        self._fallback.reset(key)
+        try:
+            await self.store.rate_reset(self._key(key))
+        except Exception:
+            log.warning("could not reset the shared rate limit", exc_info=True)
+
+
+def rate_limiter_for(store: Any, per_minute: int, *, shared: bool,
+                     name: str = "messages") -> RateLimiter | SharedRateLimiter:
+    """The limiter an adapter should use: shared through the store when replicas share it
+    (``Settings.resolved_shared_state`` and a store with rate-limit methods, i.e. PostgreSQL),
+    else the in-memory one — one SQLite process needs no round trip per request."""
+    if shared and store is not None and hasattr(store, "rate_hit"):
+        return SharedRateLimiter(store, per_minute, name=name)
+    return RateLimiter(per_minute)
+
+
+async def hit(limiter: RateLimiter | SharedRateLimiter, key: str) -> float | None:
+    """``limiter.hit(key)`` for either kind: callers need not know which they were given."""
+    wait = limiter.hit(key)
+    return await wait if inspect.isawaitable(wait) else wait
+
+
+async def reset(limiter: RateLimiter | SharedRateLimiter, key: str) -> None:
+    """``limiter.reset(key)`` for either kind."""
+    done = limiter.reset(key)
+    if inspect.isawaitable(done):
+        await done

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
         None, description="postgresql://user:pass@host:port/db selects the PostgreSQL store "
                           "(many replicas, one database); empty = SQLite at DATABASE_PATH.")
     store_message_text: bool = Field(False, description="Keep raw user messages (privacy: off).")
+    shared_state: bool | None = Field(
+        None, description="Replicas share one database: the conversation thread and rate limits "
+                          "are read from the store first, memory only when it fails. Empty = "
+                          "true for PostgreSQL (DATABASE_URL), false for SQLite.")
 
     # --- model / catalogue / index ---------------------------------------------------------
     model_dir: Path | None = Field(None, description="Classifier dir; default: the shipped model.")
@@ -79,6 +83,9 @@ class Settings(BaseSettings):
     discord_dev_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_admin_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_admin_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_shard_count: int | None = Field(
+        None, ge=1, le=10_000,
+        description="Gateway shards (AutoShardedBot); empty = one connection, no sharding.")
 
     # --- web chat (one server: the page, its JSON API, admin, Kakao skill, health) ----------
     web_enabled: bool = Field(True, description="`moodtune run` serves the web chat page.")
@@ -120,6 +127,12 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must start with postgresql:// (or be empty for SQLite)")
         return v
 
+    @field_validator("shared_state", "discord_shard_count", mode="before")
+    @classmethod
+    def _empty_is_default(cls, v: object) -> object:
+        """``SHARED_STATE=`` / ``DISCORD_SHARD_COUNT=`` left empty in .env mean "the default"."""
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("kakao_callback_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, v: object) -> object:
@@ -145,6 +158,14 @@ class Settings(BaseSettings):
         if isinstance(v, int):
             return [v]
         return v
+
+    @property
+    def resolved_shared_state(self) -> bool:
+        """SHARED_STATE, defaulting to "yes" exactly when replicas can share the database: a
+        PostgreSQL store is meant for many processes, a SQLite file for one."""
+        if self.shared_state is not None:
+            return self.shared_state
+        return self.database_url is not None
 
     @property
     def resolved_database_path(self) -> Path:

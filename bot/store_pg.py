@@ -61,6 +61,8 @@ __all__ = ["PgStore", "load_pg_migrations", "redact_url"]
 _DAY = 86_400.0
 # pg_advisory_lock key for migrations: any fixed 64-bit number, the same in every process.
 _MIGRATION_LOCK = 0x6D6F6F6474756E65  # "moodtune"
+# First half of the two-int advisory lock that serialises one rate-limit key across replicas.
+_RATE_LOCK_CLASS = 0x6D74  # "mt"
 _FEEDBACK_COLUMNS = "user_id, song_id, signal, scope, created_at"
 
 
@@ -506,6 +508,38 @@ class PgStore:
                 "SELECT channel_id FROM guild_channels WHERE guild_id = $1 AND enabled = 1 "
                 "ORDER BY channel_id COLLATE \"C\"", str(guild_id))
         return [r[0] for r in rows]
+
+    # ---- shared rate limits (bot.ratelimit.SharedRateLimiter) ------------------------------
+    async def rate_hit(self, key: str, limit: int, window: float, now: float) -> float | None:
+        """Record one event for ``key`` unless ``limit`` happened in the last ``window`` s.
+
+        None when admitted, else the seconds until the next would be. Check and insert run in
+        one transaction holding a per-key advisory lock, so two replicas hitting the same key
+        at once cannot both take the last slot; other keys never wait. The key's expired rows
+        are deleted on the way (other keys' by :meth:`rate_prune`).
+        """
+        cutoff = now - window
+        async with self._transaction("checking a rate limit") as conn:
+            # Two-int form: its own key space, apart from the migrations' bigint lock.
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                               _RATE_LOCK_CLASS, key)
+            await conn.execute("DELETE FROM rate_events WHERE key = $1 AND at <= $2", key, cutoff)
+            row = await conn.fetchrow(
+                "SELECT COUNT(*), MIN(at) FROM rate_events WHERE key = $1", key)
+            if row[0] >= limit:
+                return max(0.0, float(row[1]) + window - now)
+            await conn.execute("INSERT INTO rate_events (key, at) VALUES ($1, $2)", key, now)
+        return None
+
+    async def rate_reset(self, key: str) -> None:
+        """Forget ``key``'s events (``/forget-me`` starts the person over, on every replica)."""
+        async with self._conn("resetting a rate limit") as conn:
+            await conn.execute("DELETE FROM rate_events WHERE key = $1", key)
+
+    async def rate_prune(self, before: float) -> int:
+        """Delete every event at or before ``before`` (keys nobody hits again); rows deleted."""
+        async with self._conn("pruning rate-limit events") as conn:
+            return _count(await conn.execute("DELETE FROM rate_events WHERE at <= $1", before))
 
 
 def _translate(exc: BaseException, where: str, op: str) -> StoreError:

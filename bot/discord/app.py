@@ -32,7 +32,8 @@ from bot.settings import Settings
 
 log = logging.getLogger("moodtune.discord")
 
-__all__ = ["Answer", "DiscordConfigError", "MoodtuneBot", "create_bot", "run_discord"]
+__all__ = ["Answer", "DiscordConfigError", "MoodtuneBot", "ShardedMoodtuneBot", "create_bot",
+           "run_discord"]
 
 
 #: How a caller sends: ``message.reply``, ``interaction.followup.send`` or ``channel.send``
@@ -48,8 +49,9 @@ class MoodtuneBot(commands.Bot):
     """``commands.Bot`` holding the engine, the settings and the shared rate limiter."""
 
     def __init__(self, recommender: Recommender, settings: Settings, *,
-                 intents: discord.Intents) -> None:
+                 intents: discord.Intents, **options: Any) -> None:
         super().__init__(
+            **options,
             command_prefix=commands.when_mentioned,  # required by Bot; no prefix commands exist
             intents=intents,
             help_command=None,
@@ -204,14 +206,25 @@ class MoodtuneBot(commands.Bot):
         return counts
 
 
+class ShardedMoodtuneBot(MoodtuneBot, commands.AutoShardedBot):
+    """:class:`MoodtuneBot` on ``AutoShardedBot``: one process, ``DISCORD_SHARD_COUNT`` gateway
+    connections. Discord requires sharding from 2,500 servers; the cogs and the answer path
+    are the same, only the gateway side (``AutoShardedClient``) differs."""
+
+
 def create_bot(recommender: Recommender, settings: Settings) -> MoodtuneBot:
     """A configured, not yet connected bot (tests drive it offline with dpytest).
 
     Message Content is a privileged intent: it must also be switched on in the Developer Portal
-    (README → Discord), or the gateway refuses the connection.
+    (README → Discord), or the gateway refuses the connection. ``DISCORD_SHARD_COUNT`` set →
+    a :class:`ShardedMoodtuneBot` with that many shards; unset → the plain single-connection
+    bot (what dpytest drives, and all a small bot needs).
     """
     intents = discord.Intents.default()
     intents.message_content = True
+    if settings.discord_shard_count is not None:
+        return ShardedMoodtuneBot(recommender, settings, intents=intents,
+                                  shard_count=settings.discord_shard_count)
     return MoodtuneBot(recommender, settings, intents=intents)
 
 

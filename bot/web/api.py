@@ -17,12 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import ratelimit
 from bot.dialogue import FEEDBACK_WORDS, Reply
 from bot.engine import FeedbackUnavailableError, Recommender, UnknownAnswerError
 from bot.feedback import Signal
 from bot.kakao.app import json_error
 from bot.kakao.render import top_mood
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.settings import Settings
 from bot.web.session import CsrfError, Sessions
 from inference.emotions import LABELS
@@ -60,8 +61,14 @@ class WebApi:
         self.engine = engine
         self.settings = settings
         self.sessions = sessions or Sessions(settings)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.feedback_limiter = RateLimiter(settings.feedback_rate_limit_per_minute)
+        # Shared through PostgreSQL when replicas share it, so two web processes behind one
+        # database still give a person one budget; in memory for one SQLite process.
+        shared = settings.resolved_shared_state
+        store = getattr(engine, "store", None)
+        self.limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
+            store, settings.rate_limit_per_minute, shared=shared, name="web-messages")
+        self.feedback_limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
+            store, settings.feedback_rate_limit_per_minute, shared=shared, name="web-feedback")
         m = engine.metrics
         self.rate_limited = m.counter("moodtune_rate_limited_total",
                                       "Requests refused by the per-user rate limit.", ["channel"])
@@ -75,8 +82,8 @@ class WebApi:
         except CsrfError as exc:
             raise ApiError(403, exc.code, exc.message) from None
 
-    def spend(self, limiter: RateLimiter, user: str, what: str) -> None:
-        wait = limiter.hit(user)
+    async def spend(self, limiter: RateLimiter | SharedRateLimiter, user: str, what: str) -> None:
+        wait = await ratelimit.hit(limiter, user)
         if wait is not None:
             self.rate_limited.inc(channel="web")
             retry = max(1, math.ceil(wait))
@@ -186,7 +193,7 @@ async def chat_handler(request: web.Request) -> web.Response:
                            f"메시지가 너무 길어요 ({len(cleaned):,}자). {limit:,}자 이내로 "
                            f"말해 주세요. (message over {limit} characters)")
         user = api.sessions.user_id(sid)
-        api.spend(api.limiter, user, "메시지를 보내는 속도가")
+        await api.spend(api.limiter, user, "메시지를 보내는 속도가")
     except ApiError as exc:
         return _api_error(exc)
     reply = await api.engine.respond(user, cleaned, channel="web")
@@ -204,7 +211,7 @@ async def feedback_handler(request: web.Request) -> web.Response:
         body = await read_json_object(request)
         rec_id, position, signal = _feedback_fields(body)
         user = api.sessions.user_id(sid)
-        api.spend(api.feedback_limiter, user, "평가를 보내는 속도가")
+        await api.spend(api.feedback_limiter, user, "평가를 보내는 속도가")
         try:
             if position is not None:
                 _, new = await api.engine.feedback_track(user, rec_id, position - 1, signal,
@@ -279,8 +286,8 @@ async def forget_handler(request: web.Request) -> web.Response:
         return _api_error(exc)
     user = api.sessions.user_id(sid)
     deleted = await api.engine.forget_user(user)
-    api.limiter.reset(user)
-    api.feedback_limiter.reset(user)
+    await ratelimit.reset(api.limiter, user)
+    await ratelimit.reset(api.feedback_limiter, user)
     log.info("web forget-me %s: %s", api.engine.user_ref(user), deleted)
     new_sid = api.sessions.new_id()
     resp = web.json_response({"deleted": deleted, "csrf": api.sessions.csrf_token(new_sid)})

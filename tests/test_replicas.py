@@ -1,0 +1,189 @@
+"""Two replicas behind one PostgreSQL database behave as one bot (issue 14, "Replicas").
+
+Two :class:`~bot.engine.Recommender` objects, each with its own data folder and in-memory state,
+share one database — as two skill/web processes behind a reverse proxy would. What must hold:
+a refinement continues the latest answer whoever gave it, ``/forget-me`` on one replica is not
+outlived by the other's memory, feedback is visible everywhere, and the per-user rate limit is
+one budget, not one per process. The PostgreSQL tests skip without the server binaries (as in
+``tests/test_store.py``); the SQLite and Discord ones run everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from discord.ext import commands
+
+from bot.discord.app import MoodtuneBot, create_bot
+from bot.engine import Recommender
+from bot.feedback import Signal
+from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
+from bot.store_pg import PgStore
+from bot.web.api import WebApi
+from tests.fakes import KeywordClassifier, make_settings
+from tests.pg_support import PgServer, start_server
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> PgServer:
+    """A throwaway PostgreSQL server for this module (skips without the binaries)."""
+    try:
+        server = start_server()
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
+    except RuntimeError as exc:
+        if os.environ.get("MOODTUNE_REQUIRE_PG"):
+            raise
+        pytest.skip(f"PostgreSQL is installed but did not start here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def replicas(pg_server: PgServer, tmp_path: Path
+                   ) -> AsyncIterator[tuple[Recommender, Recommender]]:
+    """Replicas A and B: separate folders and memories, one database."""
+    url = pg_server.url(await pg_server.create_database())
+    engines = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        settings = make_settings(folder, database_url=url, rate_limit_per_minute=3)
+        engines.append(await Recommender.open(settings, classifier=KeywordClassifier()))
+    try:
+        yield engines[0], engines[1]
+    finally:
+        for rec in engines:
+            await rec.close()
+
+
+def ids(reply: Any) -> set[str]:
+    return {t.song_id for t in reply.tracks}
+
+
+# ---- the conversation thread -----------------------------------------------------------------
+async def test_refinement_on_b_continues_an_answer_given_by_a(replicas) -> None:
+    a, b = replicas
+    assert isinstance(a.store, PgStore) and a.settings.resolved_shared_state
+    first = await a.respond("u1", "오늘 너무 우울해")
+    assert first.kind == "recommend" and len(first.tracks) == 5
+    assert b.users.peek("u1") is None  # B never saw this person
+    more = await b.respond("u1", "다른 거")
+    assert more.kind == "recommend" and more.request["intent"] == "refine"
+    assert len(more.tracks) == 5 and not ids(first) & ids(more)
+    # and back on A, whose memory still holds its own (older) answer: the newest one wins
+    again = await a.respond("u1", "다른 거")
+    assert again.request["intent"] == "refine"
+    assert not ids(again) & (ids(first) | ids(more))
+
+
+async def test_forget_me_on_b_is_not_outlived_by_a_s_memory(replicas) -> None:
+    a, b = replicas
+    await a.respond("u2", "오늘 너무 우울해")
+    assert a.users.peek("u2") is not None and a.users.peek("u2").thread is not None
+    await b.forget_user("u2")
+    assert await a._thread("u2") is None
+    fresh = await a.respond("u2", "다른 거")
+    assert fresh.request["intent"] == "recommend"  # a new request, not a refinement
+    assert await b.history("u2") and len(await b.history("u2")) == 1
+
+
+async def test_feedback_on_a_is_in_b_s_history(replicas) -> None:
+    a, b = replicas
+    answer = await a.respond("u3", "오늘 너무 우울해")
+    song, new = await a.feedback_track("u3", answer.rec_id, 1, Signal.LIKE, channel="web")
+    assert new and song == answer.tracks[1].song_id
+    (stored,) = await b.history("u3")
+    assert stored.rec_id == answer.rec_id and stored.feedback.get(song) == ("like",)
+    # feedback in words on B lands on A's answer too
+    words = await b.respond("u3", "1번 별로")
+    assert words.kind == "feedback"
+    (stored,) = await a.history("u3")
+    assert stored.feedback.get(answer.tracks[0].song_id) == ("dislike",)
+
+
+async def test_store_failure_falls_back_to_this_replica_s_memory(replicas, monkeypatch) -> None:
+    a, _ = replicas
+    answer = await a.respond("u4", "오늘 너무 우울해")
+
+    async def down(user_id: str) -> None:
+        raise OSError("connection lost")
+
+    monkeypatch.setattr(a.store, "last_recommendation", down)
+    thread = await a._thread("u4")
+    assert thread is not None and thread.rec_id == answer.rec_id
+
+
+# ---- rate limits -----------------------------------------------------------------------------
+async def test_shared_limit_refuses_the_n_plus_first_across_replicas(replicas) -> None:
+    a, b = replicas
+    web_a, web_b = WebApi(a, a.settings), WebApi(b, b.settings)
+    assert isinstance(web_a.limiter, SharedRateLimiter) and web_a.limiter.per_minute == 3
+    assert [await web_a.limiter.hit("p"), await web_b.limiter.hit("p"),
+            await web_a.limiter.hit("p")] == [None, None, None]
+    wait = await web_b.limiter.hit("p")
+    assert wait is not None and 0 < wait <= 60
+    assert await web_a.limiter.hit("p") is not None  # refused everywhere, and not recorded
+    # budgets are per person and per kind: feedback and another person are untouched
+    assert await web_b.feedback_limiter.hit("p") is None
+    assert await web_b.limiter.hit("q") is None
+    await web_b.limiter.reset("p")  # /forget-me on B starts the person over on A too
+    assert await web_a.limiter.hit("p") is None
+
+
+async def test_shared_limit_is_atomic_under_concurrent_replicas(replicas) -> None:
+    a, b = replicas
+    limiters = [rate_limiter_for(r.store, 5, shared=True, name="burst") for r in (a, b)]
+    results = await asyncio.gather(*(limiters[i % 2].hit("same") for i in range(30)))
+    assert sum(r is None for r in results) == 5
+
+
+async def test_old_events_expire_and_are_pruned(replicas) -> None:
+    a, _ = replicas
+    now = [1_000_000.0]
+    lim = SharedRateLimiter(a.store, 2, name="clock", clock=lambda: now[0])
+    assert await lim.hit("x") is None and await lim.hit("x") is None
+    assert await lim.hit("x") == pytest.approx(60.0)
+    now[0] += 61
+    assert await lim.hit("y") is None  # the first hit of a window prunes every expired row
+    assert await a.store.rate_prune(now[0] - 60) == 0
+    assert await lim.hit("x") is None
+
+
+async def test_a_failing_store_limits_this_process_alone(replicas, monkeypatch) -> None:
+    a, _ = replicas
+    lim = SharedRateLimiter(a.store, 1, name="down")
+
+    async def down(*args: object) -> None:
+        raise OSError("connection lost")
+
+    monkeypatch.setattr(a.store, "rate_hit", down)
+    assert await lim.hit("z") is None
+    assert await lim.hit("z") is not None
+
+
+def test_sqlite_keeps_the_in_memory_limiter_and_memory_first_thread(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, n_songs=5)
+    assert settings.resolved_shared_state is False
+    assert isinstance(rate_limiter_for(object(), 3, shared=False), RateLimiter)
+    assert isinstance(rate_limiter_for(None, 3, shared=True), RateLimiter)
+    assert make_settings(tmp_path, n_songs=5, database_url="postgresql://x@h/d",
+                         shared_state=False).resolved_shared_state is False
+
+
+# ---- Discord sharding ------------------------------------------------------------------------
+async def test_create_bot_honours_discord_shard_count(tmp_path: Path) -> None:
+    engine: Any = object()  # create_bot only keeps it
+    plain = create_bot(engine, make_settings(tmp_path, n_songs=5))
+    assert isinstance(plain, MoodtuneBot) and not isinstance(plain, commands.AutoShardedBot)
+    sharded = create_bot(engine, make_settings(tmp_path, n_songs=5, discord_shard_count=4))
+    assert isinstance(sharded, MoodtuneBot) and isinstance(sharded, commands.AutoShardedBot)
+    assert sharded.shard_count == 4
+    assert sharded.intents.message_content and sharded.limiter.per_minute == 12
+    await plain.close()  # (an AutoShardedBot that never logged in cannot close: discord.py's
+    # queue is made at login; nothing was opened, so there is nothing to release)
