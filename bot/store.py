@@ -40,7 +40,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -66,9 +66,13 @@ __all__ = [
     "UnknownRecommendationError",
     "feedback_window",
     "load_migrations",
+    "prepare_recommendation",
     "read_feedback_moods",
     "read_feedback_rows",
+    "recommendation_records",
     "split_sql",
+    "stats_record",
+    "with_feedback",
 ]
 
 SCOPES: tuple[str, ...] = ("track", "message")
@@ -190,6 +194,76 @@ def read_feedback_moods(con: sqlite3.Connection) -> Iterator[tuple[str, str, lis
     while rows := cur.fetchmany(10_000):
         for song_id, signal, emotion in rows:
             yield song_id, signal, json.loads(emotion)
+
+
+def prepare_recommendation(rec_id: str, emotion: Sequence[float],
+                           items: Sequence[tuple[str, float]], *, text: str | None,
+                           request: Mapping[str, Any] | None, store_message_text: bool
+                           ) -> tuple[list[float], list[tuple[str, int, str, float]], str | None,
+                                      str | None]:
+    """Validate an answer and shape its rows, the same way for every backend:
+    ``(emotion, item rows, text kept, request JSON)``.
+
+    One place decides what a stored answer may contain: six finite numbers, no song twice
+    (feedback names a track by song id), the raw text only when the operator opted in.
+    """
+    vec = [float(x) for x in emotion]
+    if len(vec) != NUM_EMOTIONS or not all(math.isfinite(x) for x in vec):
+        raise ValueError(f"emotion must be {NUM_EMOTIONS} finite numbers in LABELS order, "
+                         f"got {emotion!r}")
+    rows = [(rec_id, pos, str(song_id), float(score))
+            for pos, (song_id, score) in enumerate(items)]
+    if len({r[2] for r in rows}) != len(rows):
+        raise ValueError(f"recommendation {rec_id} lists a song twice; feedback could not "
+                         "tell the copies apart")
+    kept_text = text if store_message_text else None
+    req_json = None
+    if request:
+        kept = {k: v for k, v in request.items() if k != "text" or store_message_text}
+        req_json = json.dumps(kept, ensure_ascii=False)
+    return vec, rows, kept_text, req_json
+
+
+def with_feedback(recs: Sequence[StoredRecommendation],
+                  rows: Iterable[Sequence[Any]]) -> list[StoredRecommendation]:
+    """``recs`` with each person's own signals attached (``history``), from
+    ``(rec_id, song_id, signal)`` rows in time order."""
+    said: dict[str, dict[str, list[str]]] = {}
+    for rec_id, song_id, signal in rows:
+        said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
+    return [StoredRecommendation(
+        r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
+        {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}, r.request)
+        for r in recs]
+
+
+def recommendation_records(rows: Iterable[Sequence[Any]],
+                           items: Iterable[Sequence[Any]]) -> list[StoredRecommendation]:
+    """Typed records from ``(rec_id, user_id, channel, source, emotion JSON, text, created_at,
+    request JSON)`` rows and ``(rec_id, position, song_id, score)`` item rows."""
+    rows = list(rows)
+    by_rec: dict[str, list[StoredItem]] = {r[0]: [] for r in rows}
+    for rec_id, position, song_id, score in items:
+        by_rec[rec_id].append(StoredItem(position, song_id, score))
+    return [StoredRecommendation(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6],
+                                 tuple(by_rec[r[0]]), {}, json.loads(r[7]) if r[7] else None)
+            for r in rows]
+
+
+def stats_record(users: int, recs: int, by_signal: Mapping[str, int], links: int, recs_24: int,
+                 active_24: int, fb_24: int, schema_version: int, journal_mode: str
+                 ) -> dict[str, Any]:
+    """The ``stats()`` dictionary every backend returns (one shape for /stats and the admin)."""
+    return {
+        "users": users,
+        "recommendations": recs,
+        "feedback": sum(by_signal.values()),
+        "feedback_by_signal": dict(by_signal),
+        "message_links": links,
+        "last_24h": {"recommendations": recs_24, "active_users": active_24, "feedback": fb_24},
+        "schema_version": schema_version,
+        "journal_mode": journal_mode,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,21 +520,10 @@ class Store:
         may always pass it, so the privacy decision is made in exactly one place. Raises
         :class:`StoreError` if ``rec_id`` is already stored (rec_ids are never reused).
         """
-        vec = [float(x) for x in emotion]
-        if len(vec) != NUM_EMOTIONS or not all(math.isfinite(x) for x in vec):
-            raise ValueError(f"emotion must be {NUM_EMOTIONS} finite numbers in LABELS order, "
-                             f"got {emotion!r}")
-        rows = [(rec_id, pos, str(song_id), float(score))
-                for pos, (song_id, score) in enumerate(items)]
-        if len({r[2] for r in rows}) != len(rows):
-            raise ValueError(f"recommendation {rec_id} lists a song twice; feedback could not "
-                             "tell the copies apart")
+        vec, rows, kept_text, req_json = prepare_recommendation(
+            rec_id, emotion, items, text=text, request=request,
+            store_message_text=self.store_message_text)
         now = self._clock()
-        kept_text = text if self.store_message_text else None
-        req_json = None
-        if request:
-            kept = {k: v for k, v in request.items() if k != "text" or self.store_message_text}
-            req_json = json.dumps(kept, ensure_ascii=False)
         try:
             async with self._transaction(f"saving recommendation {rec_id}") as db:
                 await db.execute(
@@ -533,13 +596,7 @@ class Store:
                 f"SELECT rec_id, song_id, signal FROM feedback WHERE user_id = ? AND "
                 f"rec_id IN ({marks}) ORDER BY created_at, id",
                 (user_id, *(r.rec_id for r in recs)))
-        said: dict[str, dict[str, list[str]]] = {}
-        for rec_id, song_id, signal in rows:
-            said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
-        return [StoredRecommendation(
-            r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
-            {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}, r.request)
-            for r in recs]
+        return with_feedback(recs, rows)
 
     @staticmethod
     async def _load_recs(db: aiosqlite.Connection, where: str,
@@ -550,14 +607,10 @@ class Store:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        items: dict[str, list[StoredItem]] = {r[0]: [] for r in rows}
-        for rec_id, position, song_id, score in await db.execute_fetchall(
-                f"SELECT rec_id, position, song_id, score FROM recommendation_items "
-                f"WHERE rec_id IN ({marks}) ORDER BY rec_id, position", tuple(items)):
-            items[rec_id].append(StoredItem(position, song_id, score))
-        return [StoredRecommendation(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6],
-                                     tuple(items[r[0]]), {}, json.loads(r[7]) if r[7] else None)
-                for r in rows]
+        items = await db.execute_fetchall(
+            f"SELECT rec_id, position, song_id, score FROM recommendation_items "
+            f"WHERE rec_id IN ({marks}) ORDER BY rec_id, position", tuple(r[0] for r in rows))
+        return recommendation_records(rows, items)
 
     # ---- feedback -------------------------------------------------------------------------
     async def add_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Signal | str,
@@ -711,17 +764,8 @@ class Store:
                                   "WHERE created_at >= ?", since)
             fb_24 = await one("SELECT COUNT(*) FROM feedback WHERE created_at >= ?", since)
             links = await one("SELECT COUNT(*) FROM message_links")
-        return {
-            "users": users,
-            "recommendations": recs,
-            "feedback": sum(by_signal.values()),
-            "feedback_by_signal": by_signal,
-            "message_links": links,
-            "last_24h": {"recommendations": recs_24, "active_users": active_24,
-                         "feedback": fb_24},
-            "schema_version": self.schema_version,
-            "journal_mode": self.journal_mode,
-        }
+        return stats_record(users, recs, by_signal, links, recs_24, active_24, fb_24,
+                            self.schema_version, self.journal_mode)
 
     # ---- per-guild settings ---------------------------------------------------------------
     async def set_channel_enabled(self, guild_id: str, channel_id: str, enabled: bool) -> None:

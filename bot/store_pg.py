@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -45,14 +44,16 @@ from bot.store import (
     SCOPES,
     FeedbackEvent,
     Migration,
-    StoredItem,
     StoredRecommendation,
     StoreError,
     StoreUnavailableError,
     UnknownRecommendationError,
     load_migrations,
+    prepare_recommendation,
+    recommendation_records,
+    stats_record,
+    with_feedback,
 )
-from inference.emotions import NUM_EMOTIONS
 
 log = logging.getLogger("moodtune.store")
 
@@ -240,21 +241,10 @@ class PgStore:
                                   *, source: str, text: str | None = None,
                                   request: Mapping[str, Any] | None = None) -> None:
         """Remember an answer atomically (see :meth:`bot.store.Store.save_recommendation`)."""
-        vec = [float(x) for x in emotion]
-        if len(vec) != NUM_EMOTIONS or not all(math.isfinite(x) for x in vec):
-            raise ValueError(f"emotion must be {NUM_EMOTIONS} finite numbers in LABELS order, "
-                             f"got {emotion!r}")
-        rows = [(rec_id, pos, str(song_id), float(score))
-                for pos, (song_id, score) in enumerate(items)]
-        if len({r[2] for r in rows}) != len(rows):
-            raise ValueError(f"recommendation {rec_id} lists a song twice; feedback could not "
-                             "tell the copies apart")
+        vec, rows, kept_text, req_json = prepare_recommendation(
+            rec_id, emotion, items, text=text, request=request,
+            store_message_text=self.store_message_text)
         now = self._clock()
-        kept_text = text if self.store_message_text else None
-        req_json = None
-        if request:
-            kept = {k: v for k, v in request.items() if k != "text" or self.store_message_text}
-            req_json = json.dumps(kept, ensure_ascii=False)
         try:
             async with self._transaction(f"saving recommendation {rec_id}") as conn:
                 await conn.execute(
@@ -320,13 +310,7 @@ class PgStore:
                 "SELECT rec_id, song_id, signal FROM feedback WHERE user_id = $1 AND "
                 "rec_id = ANY($2::text[]) ORDER BY created_at, id",
                 user_id, [r.rec_id for r in recs])
-        said: dict[str, dict[str, list[str]]] = {}
-        for rec_id, song_id, signal in rows:
-            said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
-        return [StoredRecommendation(
-            r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
-            {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}, r.request)
-            for r in recs]
+        return with_feedback(recs, rows)
 
     @staticmethod
     async def _load_recs(conn: asyncpg.Connection, where: str,
@@ -336,14 +320,10 @@ class PgStore:
             f"FROM recommendations {where}", *args)
         if not rows:
             return []
-        items: dict[str, list[StoredItem]] = {r[0]: [] for r in rows}
-        for rec_id, position, song_id, score in await conn.fetch(
-                "SELECT rec_id, position, song_id, score FROM recommendation_items "
-                "WHERE rec_id = ANY($1::text[]) ORDER BY rec_id, position", list(items)):
-            items[rec_id].append(StoredItem(position, song_id, score))
-        return [StoredRecommendation(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6],
-                                     tuple(items[r[0]]), {}, json.loads(r[7]) if r[7] else None)
-                for r in rows]
+        items = await conn.fetch(
+            "SELECT rec_id, position, song_id, score FROM recommendation_items "
+            "WHERE rec_id = ANY($1::text[]) ORDER BY rec_id, position", [r[0] for r in rows])
+        return recommendation_records(rows, items)
 
     # ---- feedback -------------------------------------------------------------------------
     async def add_feedback(self, rec_id: str, song_id: str, user_id: str, signal: Signal | str,
@@ -472,17 +452,8 @@ class PgStore:
                     "SELECT signal, COUNT(*) FROM feedback GROUP BY signal"):
                 by_signal[sig] = int(n)
         users, recs, recs_24, active_24, fb_24, links = (int(x) for x in row)
-        return {
-            "users": users,
-            "recommendations": recs,
-            "feedback": sum(by_signal.values()),
-            "feedback_by_signal": by_signal,
-            "message_links": links,
-            "last_24h": {"recommendations": recs_24, "active_users": active_24,
-                         "feedback": fb_24},
-            "schema_version": self.schema_version,
-            "journal_mode": self.journal_mode,
-        }
+        return stats_record(users, recs, by_signal, links, recs_24, active_24, fb_24,
+                            self.schema_version, self.journal_mode)
 
     # ---- per-guild settings ---------------------------------------------------------------
     async def set_channel_enabled(self, guild_id: str, channel_id: str, enabled: bool) -> None:
