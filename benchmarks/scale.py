@@ -60,8 +60,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +67,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.feedback import USERS, Event, create_recs, drive, plan  # noqa: E402
-from benchmarks.kakao import _payload, _utterance  # noqa: E402
+from benchmarks.kakao import _payload, _summary, _utterance  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
@@ -214,15 +212,6 @@ async def wait_ready(replicas: list[Replica]) -> float:
                     pass
                 await asyncio.sleep(0.25)
     return time.perf_counter() - t0
-
-
-def _summary(lat: list[float], errors: int, elapsed: float) -> dict[str, Any]:
-    a = np.asarray(lat) * 1000 if lat else np.zeros(1)
-    return {"requests": len(lat), "errors": int(errors), "seconds": round(elapsed, 2),
-            "rps": round(len(lat) / elapsed, 1) if elapsed else 0.0,
-            "p50_ms": round(float(np.percentile(a, 50)), 2),
-            "p99_ms": round(float(np.percentile(a, 99)), 2),
-            "max_ms": round(float(a.max()), 2)}
 
 
 # ---- 2. 1 vs 2 replicas -------------------------------------------------------------------------
