@@ -174,6 +174,9 @@ def _carried(last: Mapping[str, Any], refinement: str, request: Any) -> dict[str
     if _req(request, "situations") or _req(request, "themes"):
         # a message that names its own situation is a request of its own, not an edit
         keep = tuple(k for k in keep if k in ("strategy", "target_mood"))
+    elif _req(request, "energy"):
+        # "트로트 신나는 걸로" after "자기 전에": a new energy overrides the old situation too
+        keep = tuple(k for k in keep if k not in ("situations", "themes", "energy"))
     return {k: v for k, v in last.items() if k in keep
             and k not in ("refinement", "position", "signal", "rules")}
 
@@ -269,7 +272,8 @@ def reason(ranked: Ranked, plan_: Plan, position: int, used: set[str]) -> str:
     if p.seed is not None:
         parts.append(f"「{_short(p.seed.title)}」와 닮은 분위기")
     if req.get("artists") and s.artist in req["artists"]:
-        parts.append(f"{_short(s.artist)}의 곡")
+        # the name that was asked for, not a collaboration credit ("HIGH4 (하이포), 아이유")
+        parts.append(f"{_short(min(req['artists'], key=len))}의 곡")
     if req.get("genres") and s.genre in req["genres"]:
         parts.append(f"요청하신 {s.genre}")
     for situation in req.get("situations") or ():

@@ -108,3 +108,14 @@ def test_more_energy_moves_the_mood_target_toward_joy_too():
     p = plan({"intent": "refine", "refinement": "more_energy"}, mood_vector("슬픔"), k=5,
              last={}, last_songs=[song(1, "슬픔", energy=0.3)])
     assert p.mood[index_of("기쁨")] > 0.3 and p.filter.energy_min >= 0.54
+
+
+def test_a_new_energy_drops_the_carried_situation_and_reasons_name_the_asked_artist():
+    last = {"situations": ["잠"], "energy": "down"}
+    p = plan({"intent": "refine", "refinement": "genre", "genres": ("성인가요/트로트",),
+              "energy": "up"}, mood_vector("평화"), k=5, last=last)
+    assert not p.filter.situations and p.filter.energy_min == 0.6 and p.filter.energy_max is None
+    iu = plan({"intent": "recommend", "artists": ("HIGH4 (하이포), 아이유", "아이유")},
+              mood_vector("기쁨"), k=5)
+    collab = song(1, "기쁨", artist="HIGH4 (하이포), 아이유")
+    assert reason(Ranked(collab, 1.0, 0.9, None, 0.0), iu, 0, set()).startswith("아이유의 곡")
