@@ -1055,11 +1055,23 @@ def _smalltalk(c: str) -> str | None:
     for kind, rx in _SMALLTALK_RX.items():
         if rx.fullmatch(core):
             return kind
-    # greeting followed by another smalltalk ("안녕 반가워", "ㅎㅇ ㅎㅇ")
-    m = _SMALLTALK_RX["greeting"].match(core)
-    if m and any(rx.fullmatch(core[m.end():]) for rx in _SMALLTALK_RX.values()):
-        return "greeting"
-    return None
+    # several pieces in a row ("안녕 반가워", "ㅇㅋ 고마워", "ㅇㅇ 알겠어 ㅂㅂ"): smalltalk when the
+    # pieces cover the whole message (before or after dropping fillers, which would split
+    # "ㅇㅋ"); the most telling kind names it.
+    return _smalltalk_chain(c) or _smalltalk_chain(core)
+
+
+def _smalltalk_chain(text: str) -> str | None:
+    kinds: set[str] = set()
+    rest = text
+    while rest:
+        best = max(((k, m.end()) for k, rx in _SMALLTALK_RX.items() if (m := rx.match(rest))),
+                   key=lambda km: km[1], default=None)
+        if best is None or best[1] == 0:
+            return None
+        kinds.add(best[0])
+        rest = rest[best[1]:]
+    return next((k for k in ("thanks", "bye", "greeting", "about", "ack") if k in kinds), None)
 
 
 def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Request:

@@ -570,3 +570,16 @@ def test_so_excited_is_a_feeling_not_a_complaint_about_loud_music():
     lex = Lexicon.from_songs((s.song_id, s.title, s.artist) for s in load_default())
     assert understand("시험 끝나서 너무 신나! 운동하면서 들을 노래", lex).energy != "down"
     assert understand("노래가 너무 신나", lex, has_thread=True).energy == "down"
+
+
+def test_several_smalltalk_pieces_in_one_message_are_still_smalltalk():
+    """'ㅇㅋ 고마워' on Kakao got five songs: only a greeting could lead a chain before."""
+    from indexing.catalog import load_default
+
+    lex = Lexicon.from_songs((s.song_id, s.title, s.artist) for s in load_default())
+    for text, kind in (("ㅇㅋ 고마워", "thanks"), ("ㅋㅋ 고마워", "thanks"),
+                       ("ㅇㅇ 알겠어 ㅂㅂ", "bye"), ("안녕 반가워", "greeting")):
+        req = understand(text, lex, has_thread=True)
+        assert (req.intent, req.smalltalk) == ("smalltalk", kind), text
+    assert understand("ㅇㅋ 힙합 틀어줘", lex, has_thread=True).intent != "smalltalk"
+    assert understand("고마워 근데 좀 우울해", lex, has_thread=True).intent == "recommend"
