@@ -143,10 +143,9 @@ class Dialogue:
             return Reply("error", str(exc))
         if not any(c.isalnum() for c in text) and not text.strip():
             return Reply("help", EMPTY_TEXT)
-        if self._pending >= self.settings.engine_max_pending:
+        if self._full(channel):
             # Refuse before touching the store: under a flood, reading the thread from SQLite
             # for every request that will hear "busy" anyway made the refusals slow.
-            self._m_busy.inc(channel=channel)
             return Reply("busy", BUSY_TEXT)
         thread = await self._thread(user_id)
         req = understand(text, self.lexicon(), has_thread=thread is not None)
@@ -241,6 +240,7 @@ class Dialogue:
                       refine_mood: np.ndarray | None, last_req: dict, last_songs: list,
                       seed: Any, exclude: set[str], k: int) -> tuple:
         """Worker-thread part: read the mood, plan, search (relaxing filters), pick."""
+        from bot.engine import cf_scores
         from bot.moodrules import adjust_mood
 
         rules: list[str] = []
@@ -277,13 +277,7 @@ class Dialogue:
                                           exclude=the_plan.exclude) if the_plan.filter else \
                 index.search(the_plan.mood, n, exclude=the_plan.exclude)
             candidates = list({s.song_id: (s, c) for s, c in [*candidates, *found]}.values())
-        cf_scores = None
-        if cf is not None:
-            try:
-                cf_scores = cf.scores(user_id, [s.song_id for s, _ in candidates])
-            except Exception:
-                log.exception("CF scoring failed; ranking by mood only")
-        ranked = pick(the_plan, candidates, k, self.weights, cf_scores)
+        ranked = pick(the_plan, candidates, k, self.weights, cf_scores(cf, user_id, candidates))
         return vec, rules, the_plan, ranked, relaxed
 
 

@@ -263,6 +263,13 @@ class Recommender(Dialogue):
         finally:
             self._m_seconds.observe(time.perf_counter() - t0, channel=channel, op=op)
 
+    def _full(self, channel: str) -> bool:
+        """True (and counted) when ``ENGINE_MAX_PENDING`` requests are already in flight."""
+        if self._pending < self.settings.engine_max_pending:
+            return False
+        self._m_busy.inc(channel=channel)
+        return True
+
     @contextlib.asynccontextmanager
     async def _admitted(self, channel: str, op: str) -> AsyncIterator[None]:
         """Run one recommendation if fewer than ``ENGINE_MAX_PENDING`` are in flight, else refuse.
@@ -271,8 +278,7 @@ class Recommender(Dialogue):
         flood the queue behind the two CPU threads stays short, so a request that is admitted
         is answered within Kakao's deadline and the rest hear "busy" at once.
         """
-        if self._pending >= self.settings.engine_max_pending:
-            self._m_busy.inc(channel=channel)
+        if self._full(channel):
             raise EngineBusyError(BUSY_TEXT)
         self._pending += 1
         self._m_pending.set(self._pending)
@@ -368,13 +374,7 @@ class Recommender(Dialogue):
             # The user has heard nearly everything close to this mood: allow repeats rather than
             # answer with fewer songs than promised.
             candidates = index.search(vec, n)
-        cf_scores = None
-        if cf is not None:
-            try:
-                cf_scores = cf.scores(user_id, [s.song_id for s, _ in candidates])
-            except Exception:  # a broken CF model must never break recommendations
-                log.exception("CF scoring failed; ranking by mood only")
-        return vec, rerank(vec, candidates, k, self.weights, cf_scores)
+        return vec, rerank(vec, candidates, k, self.weights, cf_scores(cf, user_id, candidates))
 
     async def _recent_songs(self, user_id: str) -> set[str]:
         m = self.settings.no_repeat_last
@@ -713,6 +713,19 @@ class Recommender(Dialogue):
         e = np.asarray(emotion)
         i = int(e.argmax())
         return f"{EMOTIONS[i].emoji} {EMOTIONS[i].ko}"
+
+
+def cf_scores(cf: CFScorer | None, user_id: str, candidates: Sequence[tuple[Any, float]]
+              ) -> dict[str, float] | None:
+    """The user's CF scores for the candidates, or None; a broken CF model never breaks
+    recommendations (ranking falls back to mood only, and the failure is logged)."""
+    if cf is None:
+        return None
+    try:
+        return cf.scores(user_id, [s.song_id for s, _ in candidates])
+    except Exception:
+        log.exception("CF scoring failed; ranking by mood only")
+        return None
 
 
 def _mood_vector(emotion: str | int) -> np.ndarray:
