@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.ranking import Ranked, RankWeights, explore
+from bot.ranking import Ranked, RankWeights, select
 from indexing.catalog import Song
 from indexing.facets import ENERGY_LEVELS
 from indexing.index import SongFilter
@@ -206,54 +206,12 @@ def pick(plan_: Plan, candidates: Sequence[tuple[Song, float]], k: int,
          rng: np.random.Generator | None = None) -> list[Ranked]:
     """Choose ``k`` tracks for the plan's per-position targets, with MMR variety and an artist cap.
 
-    For "match" every position has the same target and this is ``bot.ranking.rerank``'s rule;
-    for "lift" position ``i`` is filled by the best remaining song for *its* target, so the
-    list walks from the current mood to the goal.
+    For "match" every position has the same target and this is ``bot.ranking.rerank``; for
+    "lift" position ``i`` is filled by the best remaining song for *its* target, so the list
+    walks from the current mood to the goal (``bot.ranking.select`` does both).
     """
-    if not candidates or k <= 0:
-        return []
-    songs = [s for s, _ in candidates]
-    V = np.asarray([s.vector for s in songs], dtype=np.float32)
-    V /= np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
-    pop = np.asarray([s.popularity for s in songs], dtype=np.float32)
-    pop = (pop - pop.min()) / (pop.max() - pop.min()) if pop.max() > pop.min() else pop * 0
-    cf = None
-    if cf_scores:
-        known = [cf_scores[s.song_id] for s in songs if s.song_id in cf_scores]
-        fill = float(np.mean(known)) if known else 0.5
-        cf = np.asarray([cf_scores.get(s.song_id, fill) for s in songs], dtype=np.float32)
-    sim = V @ V.T
-    chosen: list[int] = []
-    per_artist: dict[str, int] = {}
-    out: list[Ranked] = []
-    cap = plan_.max_per_artist
-    for pos in range(min(k, len(songs))):
-        t = plan_.targets[min(pos, len(plan_.targets) - 1)]
-        t = t / max(float(np.linalg.norm(t)), 1e-12)
-        mood = V @ t
-        rel = weights.mood * mood + weights.popularity * pop
-        if cf is not None:
-            rel = rel + weights.cf * cf
-        noisy = explore(rel, weights.exploration, rng)
-        best, best_val = -1, -np.inf
-        for i in range(len(songs)):
-            if i in chosen or per_artist.get(songs[i].artist.casefold(), 0) >= cap:
-                continue
-            redundancy = max((sim[i, j] for j in chosen), default=0.0)
-            val = weights.mmr_lambda * noisy[i] - (1 - weights.mmr_lambda) * redundancy
-            if val > best_val:
-                best, best_val = i, val
-        if best < 0:  # only capped artists left: relax the cap rather than return fewer
-            rest = [i for i in range(len(songs)) if i not in chosen]
-            if not rest:
-                break
-            best = max(rest, key=lambda i: rel[i])
-        chosen.append(best)
-        a = songs[best].artist.casefold()
-        per_artist[a] = per_artist.get(a, 0) + 1
-        out.append(Ranked(songs[best], float(rel[best]), float(mood[best]),
-                          None if cf is None else float(cf[best]), float(pop[best])))
-    return out
+    return select(plan_.targets, candidates, k, weights, cf_scores, rng,
+                  max_per_artist=plan_.max_per_artist)
 
 
 def _energy_word(e: float) -> str:

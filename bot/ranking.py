@@ -15,7 +15,7 @@ import numpy as np
 from indexing.catalog import Song
 from inference.emotions import EMOTIONS, NUM_EMOTIONS
 
-__all__ = ["RankWeights", "Ranked", "explain", "explore", "rerank"]
+__all__ = ["RankWeights", "Ranked", "explain", "explore", "rerank", "select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,35 +66,63 @@ def rerank(
     ``cf_scores`` are the user's CF scores already scaled to [0, 1]; songs absent from it (new
     songs nobody rated yet) get the mean, so fresh catalogue entries are not buried.
     """
+    return select([query], candidates, k, weights, cf_scores, rng,
+                  max_per_artist=weights.max_per_artist)
+
+
+def select(
+    targets: Sequence[np.ndarray],
+    candidates: Sequence[tuple[Song, float]],
+    k: int,
+    weights: RankWeights,
+    cf_scores: Mapping[str, float] | None = None,
+    rng: np.random.Generator | None = None,
+    *,
+    max_per_artist: int,
+) -> list[Ranked]:
+    """The selection loop behind :func:`rerank` and ``bot.conversation.pick``.
+
+    Position ``i`` is filled by the best remaining candidate for ``targets[i]`` (the last
+    target repeats), scored ``λ·(relevance + exploration noise) − (1−λ)·redundancy`` (MMR),
+    with at most ``max_per_artist`` songs per artist unless only capped artists are left. One
+    target is plain re-ranking; several make the list walk from one mood to another (the iso
+    principle of a "lift"). The noise is drawn once per candidate.
+    """
     if k <= 0 or not candidates:
         return []
-    q = _unit(np.asarray(query, dtype=np.float32).reshape(NUM_EMOTIONS))
     songs = [s for s, _ in candidates]
     V = _unit(np.asarray([s.vector for s in songs], dtype=np.float32))
-    mood = V @ q
     pop = np.asarray([s.popularity for s in songs], dtype=np.float32)
     if pop.max() > pop.min():
         pop = (pop - pop.min()) / (pop.max() - pop.min())
     else:
         pop = np.zeros_like(pop)
     cf = None
-    rel = weights.mood * mood + weights.popularity * pop
     if cf_scores:
         known = [cf_scores[s.song_id] for s in songs if s.song_id in cf_scores]
         fill = float(np.mean(known)) if known else 0.5
         cf = np.asarray([cf_scores.get(s.song_id, fill) for s in songs], dtype=np.float32)
-        rel = rel + weights.cf * cf
-    noisy = explore(rel, weights.exploration, rng)
+    noise = explore(np.zeros(len(songs), dtype=np.float32), weights.exploration, rng)
     sim = V @ V.T
     chosen: list[int] = []
+    out: list[Ranked] = []
     per_artist: dict[str, int] = {}
     remaining = list(range(len(songs)))
     lam = weights.mmr_lambda
+    rel = mood = None
     while remaining and len(chosen) < k:
+        pos = len(chosen)
+        if rel is None or len(targets) > 1:
+            t = _unit(np.asarray(targets[min(pos, len(targets) - 1)],
+                                 dtype=np.float32).reshape(NUM_EMOTIONS))
+            mood = V @ t
+            rel = weights.mood * mood + weights.popularity * pop
+            if cf is not None:
+                rel = rel + weights.cf * cf
+        noisy = rel + noise
         best, best_val = -1, -np.inf
         for i in remaining:
-            artist = songs[i].artist.casefold()
-            if per_artist.get(artist, 0) >= weights.max_per_artist:
+            if per_artist.get(songs[i].artist.casefold(), 0) >= max_per_artist:
                 continue
             redundancy = max((sim[i, j] for j in chosen), default=0.0)
             val = lam * noisy[i] - (1 - lam) * redundancy
@@ -106,8 +134,9 @@ def rerank(
         remaining.remove(best)
         a = songs[best].artist.casefold()
         per_artist[a] = per_artist.get(a, 0) + 1
-    return [Ranked(songs[i], float(rel[i]), float(mood[i]),
-                   None if cf is None else float(cf[i]), float(pop[i])) for i in chosen]
+        out.append(Ranked(songs[best], float(rel[best]), float(mood[best]),
+                          None if cf is None else float(cf[best]), float(pop[best])))
+    return out
 
 
 def _top(v: np.ndarray, n: int) -> list[int]:
