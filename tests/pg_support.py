@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,3 +120,25 @@ def start_server() -> PgServer:
             raise RuntimeError(f"{Path(cmd[0]).name} failed ({done.returncode}): "
                                f"{done.stderr.strip()[-800:]} {tail}")
     return server
+
+
+def server_or_skip() -> Iterator[PgServer]:
+    """Yield a started server for a pytest fixture, or skip the tests that need it.
+
+    Missing binaries skip; a server that is installed but will not start skips too, unless
+    ``MOODTUNE_REQUIRE_PG`` is set (CI on a machine that must run them).
+    """
+    import pytest
+
+    try:
+        server = start_server()
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
+    except RuntimeError as exc:
+        if os.environ.get("MOODTUNE_REQUIRE_PG"):
+            raise
+        pytest.skip(f"PostgreSQL is installed but did not start here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -46,6 +46,17 @@ async def _until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _request_metrics(client) -> str:
+    """/metrics once the skill request's status has been counted (up to 2 s)."""
+    metrics = ""
+    for _ in range(100):
+        metrics = await metrics_text(client)
+        if REQ + 'status="' in metrics:
+            break
+        await asyncio.sleep(0.02)
+    return metrics
+
+
 # ---- defect 4: stalled bodies and disconnects --------------------------------------------------
 async def test_a_body_that_never_finishes_gets_408(tmp_path, index):
     async with kakao_server(tmp_path, index, kakao_body_timeout_s=0.5) as (client, _):
@@ -87,12 +98,7 @@ async def test_a_client_that_disconnects_mid_body_is_499_at_debug(tmp_path, inde
         await writer.drain()
         await asyncio.sleep(0.1)
         writer.close()  # gone, half-way through the body
-        metrics = ""
-        for _ in range(100):
-            metrics = await metrics_text(client)
-            if REQ + 'status="' in metrics:
-                break
-            await asyncio.sleep(0.02)
+        metrics = await _request_metrics(client)
     assert metric_value(metrics, REQ + 'status="499"}') == 1
     assert metric_value(metrics, REQ + 'status="500"}') == 0
     ours = [r for r in caplog.records if r.name.startswith("moodtune")]
@@ -110,12 +116,7 @@ async def test_a_client_that_gives_up_while_the_engine_works_is_499(tmp_path, in
         await writer.drain()
         await _until(lambda: engine.pending > 0)
         writer.close()  # Kakao gave up (its 5 s passed)
-        metrics = ""
-        for _ in range(100):
-            metrics = await metrics_text(client)
-            if REQ + 'status="' in metrics:
-                break
-            await asyncio.sleep(0.02)
+        metrics = await _request_metrics(client)
     assert metric_value(metrics, REQ + 'status="499"}') == 1
     assert metric_value(metrics, REQ + 'status="500"}') == 0
     assert not [r for r in caplog.records

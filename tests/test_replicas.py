@@ -11,7 +11,6 @@ one budget, not one per process. The PostgreSQL tests skip without the server bi
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,22 +25,13 @@ from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.store_pg import PgStore
 from bot.web.api import WebApi
 from tests.fakes import KeywordClassifier, make_settings
-from tests.pg_support import PgServer, start_server
+from tests.pg_support import PgServer, server_or_skip
 
 
 @pytest.fixture(scope="module")
 def pg_server() -> PgServer:
     """A throwaway PostgreSQL server for this module (skips without the binaries)."""
-    try:
-        server = start_server()
-    except FileNotFoundError as exc:
-        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
-    except RuntimeError as exc:
-        if os.environ.get("MOODTUNE_REQUIRE_PG"):
-            raise
-        pytest.skip(f"PostgreSQL is installed but did not start here: {exc}")
-    yield server
-    server.stop()
+    yield from server_or_skip()
 
 
 @pytest.fixture

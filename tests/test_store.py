@@ -33,7 +33,7 @@ from bot.store import (
     split_sql,
 )
 from bot.store_pg import PgStore, load_pg_migrations
-from tests.pg_support import PgServer, start_server
+from tests.pg_support import PgServer, server_or_skip
 
 MOOD = (0.02, 0.02, 0.9, 0.02, 0.02, 0.02)
 LATEST = load_migrations()[-1].version
@@ -80,16 +80,7 @@ def sqlite_only(reason: str):
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
     """One PostgreSQL server for the whole run (about 3 s), stopped and deleted at the end."""
-    try:
-        server = start_server()
-    except FileNotFoundError as exc:
-        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
-    except RuntimeError as exc:
-        if os.environ.get("MOODTUNE_REQUIRE_PG"):
-            raise
-        pytest.skip(f"PostgreSQL is installed but did not start here: {exc}")
-    yield server
-    server.stop()
+    yield from server_or_skip()
 
 
 class Backend:
