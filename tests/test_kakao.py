@@ -34,7 +34,6 @@ from bot.kakao import (
 from inference.keyword import KeywordClassifier
 from tests.fakes import make_settings
 from tests.kakao_support import (
-    build_test_index,
     kakao_payload,
     kakao_server,
     list_card,
@@ -43,11 +42,6 @@ from tests.kakao_support import (
     reply,
     texts,
 )
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 # ---- normal answers -----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from inference.keyword import KeywordClassifier
 from tests.fakes import make_settings
 from tests.kakao_support import (
     BrokenClassifier,
-    build_test_index,
     callback_receiver,
     kakao_payload,
     kakao_server,
@@ -34,11 +33,6 @@ from tests.kakao_support import (
 )
 
 TEXT_BUSY = "지금 요청이 많아요"
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 def slow(delay: float) -> KeywordClassifier:

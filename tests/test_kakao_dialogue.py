@@ -8,11 +8,8 @@ store, not in the adapter.
 
 from __future__ import annotations
 
-import pytest
-
 from bot.kakao import LIMITS, validate_response
 from tests.kakao_support import (
-    build_test_index,
     kakao_payload,
     kakao_server,
     list_card,
@@ -22,11 +19,6 @@ from tests.kakao_support import (
 )
 
 REFINEMENTS = ("더 신나게", "더 잔잔하게")
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 def _labels(body: dict) -> list[str]:

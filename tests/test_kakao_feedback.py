@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from bot.feedback import Signal
 from bot.kakao import TEXT_FEEDBACK_DUP, TEXT_FEEDBACK_FAILED, TEXT_NO_REC, validate_response
 from tests.kakao_support import (
-    build_test_index,
     kakao_payload,
     kakao_server,
     list_card,
@@ -27,11 +24,6 @@ from tests.kakao_support import (
 )
 
 BOT_FILES = sorted((Path(__file__).resolve().parent.parent / "bot" / "kakao").glob("*.py"))
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 async def test_feedback_quick_reply_round_trip_with_the_real_store(tmp_path, index):

@@ -11,12 +11,9 @@ import json
 import logging
 import time
 
-import pytest
-
 from bot.kakao import SKILL_PATH, parse_skill_request, validate_response
 from inference.keyword import KeywordClassifier
 from tests.kakao_support import (
-    build_test_index,
     kakao_payload,
     kakao_server,
     list_card,
@@ -26,11 +23,6 @@ from tests.kakao_support import (
 )
 
 REQ = 'moodtune_http_requests_total{adapter="kakao",route="/kakao/skill",method="POST",'
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 def _head(length: int) -> bytes:

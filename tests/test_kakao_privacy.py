@@ -10,7 +10,6 @@ import pytest
 
 from bot.kakao import validate_response
 from tests.kakao_support import (
-    build_test_index,
     kakao_payload,
     kakao_server,
     list_card,
@@ -18,11 +17,6 @@ from tests.kakao_support import (
     reply,
     texts,
 )
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 async def _history(engine, user="kakao:kakao-user-1"):

@@ -28,14 +28,9 @@ from bot.store import Store
 from bot.web.session import COOKIE_NAME, CSRF_HEADER
 from inference.keyword import KeywordClassifier
 from tests.fakes import make_settings
-from tests.kakao_support import LOCAL_CALLBACKS, build_test_index, kakao_payload, texts
+from tests.kakao_support import LOCAL_CALLBACKS, kakao_payload, texts
 
 TRACK_FIELDS = {"position", "title", "artist", "genre", "link", "reason", "facets"}
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    yield from build_test_index(tmp_path_factory)
 
 
 async def _client(tmp_path: Path, index: Any, **overrides: Any
