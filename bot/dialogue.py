@@ -258,27 +258,28 @@ class Dialogue:
         candidates: list = []
         relaxed = None
         for flt, note in relaxations(the_plan.filter):
-            if flt:
-                found = []
-                for target in _distinct(the_plan.targets):
-                    found += index.search_filtered(target, n, flt, exclude=excl)
-            else:
-                found = []
-                for target in _distinct(the_plan.targets):
-                    found += index.search(target, n, exclude=excl)
+            found = _search(index, flt, the_plan.targets, n, excl)
             candidates = list({s.song_id: (s, c) for s, c in found}.values())
-            if len(candidates) >= k:
-                relaxed = note
-                break
             relaxed = note
+            if len(candidates) >= k:
+                break
         if len(candidates) < k and excl - the_plan.exclude:
             # heard nearly everything that fits: allow repeats rather than answer short
-            found = index.search_filtered(the_plan.mood, n, the_plan.filter,
-                                          exclude=the_plan.exclude) if the_plan.filter else \
-                index.search(the_plan.mood, n, exclude=the_plan.exclude)
+            found = _search(index, the_plan.filter, [the_plan.mood], n, the_plan.exclude)
             candidates = list({s.song_id: (s, c) for s, c in [*candidates, *found]}.values())
         ranked = pick(the_plan, candidates, k, self.weights, cf_scores(cf, user_id, candidates))
         return vec, rules, the_plan, ranked, relaxed
+
+
+def _search(index: Any, flt: Any, targets: list[np.ndarray], n: int,
+            exclude: set[str]) -> list:
+    """Candidates near each distinct target: exact search over the songs a filter allows, the
+    Annoy index when nothing is filtered (fast at any catalogue size)."""
+    found: list = []
+    for target in _distinct(targets):
+        found += (index.search_filtered(target, n, flt, exclude=exclude) if flt
+                  else index.search(target, n, exclude=exclude))
+    return found
 
 
 def _distinct(targets: list[np.ndarray]) -> list[np.ndarray]:
