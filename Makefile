@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: pip takes the CPU build from local disk (see README)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,spark,dev]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
