@@ -11,6 +11,7 @@ one budget, not one per process. The PostgreSQL tests skip without the server bi
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from discord.ext import commands
 from bot.discord.app import MoodtuneBot, create_bot
 from bot.engine import Recommender
 from bot.feedback import Signal
+from bot.kakao.parse import parse_skill_request
+from bot.kakao.skill import Skill
 from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.store_pg import PgStore
 from bot.web.api import WebApi
 from tests.fakes import KeywordClassifier, make_settings
+from tests.kakao_support import kakao_payload
 from tests.pg_support import PgServer, server_or_skip
 
 
@@ -164,6 +168,40 @@ def test_sqlite_keeps_the_in_memory_limiter_and_memory_first_thread(tmp_path: Pa
     assert isinstance(rate_limiter_for(None, 3, shared=True), RateLimiter)
     assert make_settings(tmp_path, n_songs=5, database_url="postgresql://x@h/d",
                          shared_state=False).resolved_shared_state is False
+
+
+async def test_kakao_skills_on_two_replicas_share_one_budget(replicas) -> None:
+    """A Kakao user whose requests the proxy spreads over A and B gets ``rate_limit`` answers a
+    minute in all, not per process; the tap budget is separate (a 👍 costs no answer)."""
+    a, b = replicas
+    skills = [Skill(r, r.settings) for r in (a, b)]
+    assert all(isinstance(s.limiter, SharedRateLimiter) for s in skills)
+    texts = []
+    for i in range(4):
+        req = parse_skill_request(kakao_payload("오늘 너무 우울해", user_id="k1"))
+        out = await skills[i % 2].handle(req)
+        texts.append(json.dumps(out, ensure_ascii=False))
+    assert not any("조금만 천천히요" in t for t in texts[:3])
+    assert "1분에 3번까지 추천" in texts[3]
+    # the engine's registry is per process here, so count A's and B's refusals together
+    assert sum(s.rate_limited.value(channel="kakao") for s in skills) == 1
+    assert await skills[0].feedback_limiter.hit("k1") is None  # feedback has its own budget
+
+
+async def test_discord_processes_on_one_database_share_one_budget(replicas) -> None:
+    """Two Discord bot processes (e.g. shard ranges split over machines) on one PostgreSQL:
+    one person, one budget; /forget-me on one starts them over on both."""
+    a, b = replicas
+    bots = [create_bot(r, r.settings) for r in (a, b)]
+    try:
+        assert all(isinstance(x.limiter, SharedRateLimiter) for x in bots)
+        got = [await bots[i % 2].limiter.hit("d1") for i in range(4)]
+        assert got[:3] == [None, None, None] and got[3] is not None
+        await bots[1].forget("d1")
+        assert await bots[0].limiter.hit("d1") is None
+    finally:
+        for x in bots:
+            await x.close()
 
 
 # ---- Discord sharding ------------------------------------------------------------------------

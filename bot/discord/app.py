@@ -18,6 +18,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot import ratelimit
 from bot.discord.render import (
     BOT_REACTIONS,
     ENGINE_FAILED,
@@ -27,7 +28,7 @@ from bot.discord.render import (
 )
 from bot.discord.views import FeedbackButton, ForgetConfirmView, RefineButton, feedback_view
 from bot.engine import Recommender, Reply
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.settings import Settings
 
 log = logging.getLogger("moodtune.discord")
@@ -61,7 +62,11 @@ class MoodtuneBot(commands.Bot):
         )
         self.recommender = recommender
         self.settings = settings
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        # Shards of one process share this object; separate bot processes on one PostgreSQL
+        # (SHARED_STATE) share the budget through the database.
+        self.limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
+            getattr(recommender, "store", None), settings.rate_limit_per_minute,
+            shared=settings.resolved_shared_state, name="discord-messages")
 
     # ---- start-up -------------------------------------------------------------------------
     async def setup_hook(self) -> None:
@@ -202,7 +207,7 @@ class MoodtuneBot(commands.Bot):
     async def forget(self, user_id: str) -> dict[str, int]:
         """Delete everything stored about ``user_id`` (``/forget-me``) and reset their budget."""
         counts = await self.recommender.forget_user(user_id)
-        self.limiter.reset(user_id)
+        await ratelimit.reset(self.limiter, user_id)
         return counts
 
 

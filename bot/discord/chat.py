@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord.ext import commands
 
+from bot import ratelimit
 from bot.discord.render import (
     EMPTY_MESSAGE,
     FEEDBACK_NOT_SAVED,
@@ -70,7 +71,7 @@ class ChatCog(commands.Cog, name="chat"):
         user = user_key(message.author.id)
         if how == "channel" and await self._just_chatting(user, text):
             return
-        wait = self.bot.limiter.hit(user)
+        wait = await ratelimit.hit(self.bot.limiter, user)
         if wait is not None:
             if self._first_warning(user, wait):
                 await self._reply(message, content=rate_limited_text(wait))
@@ -192,7 +193,7 @@ class ChatCog(commands.Cog, name="chat"):
         """
         if not await self.bot.is_current_thread(user, rec_id):
             return
-        wait = self.bot.limiter.hit(user)
+        wait = await ratelimit.hit(self.bot.limiter, user)
         if wait is not None:
             if self._first_warning(user, wait):
                 await self._tell(payload.channel_id,

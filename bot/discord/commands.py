@@ -21,6 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import ratelimit
 from bot.discord.render import (
     EMPTY_MESSAGE,
     FORGET_PROMPT,
@@ -68,7 +69,7 @@ class UserCommands(commands.Cog, name="moodtune"):
             await send_ephemeral(interaction, EMPTY_MESSAGE)
             return
         user = user_key(interaction.user.id)
-        wait = self.bot.limiter.hit(user)
+        wait = await ratelimit.hit(self.bot.limiter, user)
         if wait is not None:
             await send_ephemeral(interaction, rate_limited_text(wait))
             return

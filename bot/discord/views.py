@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import discord
 
+from bot import ratelimit
 from bot.discord.render import (
     FEEDBACK_NOT_SAVED,
     FEEDBACK_UNKNOWN,
@@ -215,7 +216,7 @@ async def continue_thread(bot: MoodtuneBot, interaction: discord.Interaction, re
     if not await bot.is_current_thread(user, rec_id):
         await send_ephemeral(interaction, NOT_CURRENT_THREAD)
         return
-    wait = bot.limiter.hit(user)
+    wait = await ratelimit.hit(bot.limiter, user)
     if wait is not None:
         await send_ephemeral(interaction, rate_limited_text(wait))
         return

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from bot import ratelimit
 from bot.dialogue import Reply
 from bot.engine import FeedbackUnavailableError, Recommender, UnknownAnswerError
 from bot.feedback import Signal
@@ -64,7 +65,7 @@ from bot.kakao.render import (
     recommendation_response,
     text_response,
 )
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.settings import Settings
 from bot.userstate import UserStateCache
 from inference.emotions import parse_emotion
@@ -99,8 +100,14 @@ class Skill:
         self.engine = engine
         self.settings = settings
         self.deadline_s = deadline_s
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.feedback_limiter = RateLimiter(settings.feedback_rate_limit_per_minute)
+        # One budget per person across replicas when they share PostgreSQL (SHARED_STATE);
+        # in memory for one SQLite process, where a database round trip would buy nothing.
+        shared = settings.resolved_shared_state
+        store = getattr(engine, "store", None)
+        self.limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
+            store, settings.rate_limit_per_minute, shared=shared, name="kakao-messages")
+        self.feedback_limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
+            store, settings.feedback_rate_limit_per_minute, shared=shared, name="kakao-feedback")
         self.clock: Callable[[], float] = time.monotonic
         # Who asked "내 정보 삭제" and the token their "삭제할게요" must carry. Bounded by count
         # and by age (the cache's TTL is the confirmation window).
@@ -140,7 +147,7 @@ class Skill:
         engine_budget = route is Command.RECOMMEND or (
             req.tap is not None and req.tap.signal is Signal.SKIP)
         limiter = self.limiter if engine_budget else self.feedback_limiter
-        wait = limiter.hit(req.user_id)
+        wait = await ratelimit.hit(limiter, req.user_id)
         if wait is not None:
             self.rate_limited.inc(channel="kakao")
             self.replies.inc(kind="rate_limited")
