@@ -36,7 +36,8 @@ failed training raises before anything is written, so the previous model stays.
 
 The feedback table has one owner, ``bot.store``: its window, columns and signal/scope names
 are read from there (``read_feedback_rows``, ``bot.feedback.Signal``, ``bot.store.SCOPES``),
-through a plain read-only ``sqlite3`` connection so training never writes to the live database.
+read-only (:mod:`training.feedback_source`: a SQLite file or PostgreSQL) so training never
+writes to the live database.
 """
 
 from __future__ import annotations
@@ -44,19 +45,16 @@ from __future__ import annotations
 import json
 import os
 import resource
-import sqlite3
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bot.feedback import Signal
 from bot.store import SCOPES as STORE_SCOPES
-from bot.store import read_feedback_rows
 from indexing.cf import DEFAULT_SHRINK_EVENTS, INFO_FILE, save_cf
 
 __all__ = [
@@ -224,46 +222,34 @@ class _Builder:
                       skipped=self.skipped)
 
 
-def _db_uri(db_path: Path) -> str:
-    return f"{db_path.resolve().as_uri()}?mode=ro"
-
-
 def read_feedback(db_path: str | os.PathLike[str], *, since: float | None = None,
                   until: float | None = None, progress: bool = False) -> Events:
-    """Feedback rows with ``since <= created_at < until`` from the store's SQLite file.
+    """Feedback rows with ``since <= created_at < until`` from the store: a SQLite path or a
+    ``postgresql://`` URL (:mod:`training.feedback_source`).
 
-    Read-only (``mode=ro``): training never writes to the live database, and WAL lets it read
-    while the bot keeps writing. Rows with an unknown signal or scope (a newer bot's data) are
-    counted in ``Events.skipped`` and ignored.
+    Read-only (SQLite ``mode=ro``, a PostgreSQL ``READ ONLY`` transaction): training never
+    writes to the live database, and WAL lets it read while the bot keeps writing. Rows with an
+    unknown signal or scope (a newer bot's data) are counted in ``Events.skipped`` and ignored.
     """
-    path = Path(db_path)
-    if not path.is_file():
-        raise CFTrainingError(f"no database at {path}; pass --db (the bot's DATABASE_PATH, "
-                              "default var/moodtune.sqlite3)")
-    b = _Builder()
-    try:
-        con = sqlite3.connect(_db_uri(path), uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise CFTrainingError(f"cannot open {path} read-only: {exc}") from exc
-    try:
-        total, batches = read_feedback_rows(con, since=since, until=until)
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    from training.feedback_source import iter_feedback_batches
 
-            bar = tqdm(total=total, desc="reading feedback", unit="ev", unit_scale=True)
+    b = _Builder()
+    total, batches = iter_feedback_batches(db_path, since, until)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="reading feedback", unit="ev", unit_scale=True)
+    try:
         for rows in batches:
             for row in rows:
                 b.add(*row)
             if bar is not None:
                 bar.update(len(rows))
+    finally:
+        batches.close()
         if bar is not None:
             bar.close()
-    except sqlite3.Error as exc:
-        raise CFTrainingError(f"reading feedback from {path} failed: {exc} (is it a moodtune "
-                              "database? `moodtune run` creates one)") from exc
-    finally:
-        con.close()
     return b.finish()
 
 
@@ -572,6 +558,8 @@ def train_from_db(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
     An unreadable catalogue is not fatal: the model is trained without artist/genre
     pseudo-items and the summary's ``warning`` says so.
     """
+    from training.feedback_source import describe_source
+
     t0 = time.perf_counter()
     events = read_feedback(db_path, since=since, until=until, progress=progress)
     read_s = time.perf_counter() - t0
@@ -587,7 +575,7 @@ def train_from_db(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
         except CFTrainingError as exc:
             warning = f"{exc}; trained without artist/genre sharing"
     summary = train(events, out_dir, config, song_meta=meta, since=since, until=until,
-                    progress=progress, source={"database": str(Path(db_path).resolve()),
+                    progress=progress, source={"database": describe_source(db_path),
                                                "catalog": str(catalog_path)})
     summary["read_seconds"] = round(read_s, 2)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
