@@ -125,14 +125,17 @@ class SharedRateLimiter:
             log.warning("could not reset the shared rate limit", exc_info=True)
 
 
-def rate_limiter_for(store: Any, per_minute: int, *, shared: bool,
-                     name: str = "messages") -> RateLimiter | SharedRateLimiter:
+def rate_limiter_for(store: Any, per_minute: int, *, shared: bool, name: str = "messages",
+                     window: float = 60.0) -> RateLimiter | SharedRateLimiter:
     """The limiter an adapter should use: shared through the store when replicas share it
     (``Settings.resolved_shared_state`` and a store with rate-limit methods, i.e. PostgreSQL),
-    else the in-memory one — one SQLite process needs no round trip per request."""
+    else the in-memory one — one SQLite process needs no round trip per request.
+
+    ``per_minute`` events per ``window`` seconds (a once-only nonce is ``1`` per its lifetime).
+    """
     if shared and store is not None and hasattr(store, "rate_hit"):
-        return SharedRateLimiter(store, per_minute, name=name)
-    return RateLimiter(per_minute)
+        return SharedRateLimiter(store, per_minute, name=name, window=window)
+    return RateLimiter(per_minute, window=window)
 
 
 async def hit(limiter: RateLimiter | SharedRateLimiter, key: str) -> float | None:

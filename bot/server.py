@@ -183,6 +183,10 @@ async def serve(recommender: Recommender, settings: Settings, *,
             print(f"moodtune kakao skill: POST {SKILL_PATH} on "
                   + ", ".join(f"{a[0]}:{a[1]}" for a in bound), file=sys.stderr, flush=True)
         log.info("web server listening on %s", ", ".join(f"{a[0]}:{a[1]}" for a in bound))
+        if settings.resolved_shared_state and settings.secret_key is None:
+            log.warning("SHARED_STATE is on but SECRET_KEY is unset: web CSRF tokens and Kakao "
+                        "delete confirmations issued by this replica will be refused by the "
+                        "others; set the same SECRET_KEY on every replica")
         if started is not None:
             started.set()
         await asyncio.Event().wait()

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         False, description="Mark the session cookie Secure (set it when served over https).")
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for the admin dashboard; unset = admin disabled.")
+    secret_key: SecretStr | None = Field(
+        None, description="One secret for every replica of a deployment: web CSRF tokens and "
+        "Kakao's delete confirmation are keyed with it, so a token one replica issued is valid "
+        "on another. Unset = a key file beside the database (fine for one process).")
 
     # --- KakaoTalk -------------------------------------------------------------------------
     kakao_enabled: bool = False

@@ -83,8 +83,9 @@ async def test_a_confirmation_token_from_someone_else_or_too_late_deletes_nothin
         # Too late: the question expired (the window is short on purpose).
         _, question = await post(client, kakao_payload("내 정보 삭제", user_id="victim"))
         skill = client.server.app[SKILL_KEY]
-        real = skill.clock
-        skill.clock = lambda: real() + FORGET_CONFIRM_S + 1
+        real, wall = skill.clock, skill.forget_tokens.clock
+        skill.clock = lambda: real() + FORGET_CONFIRM_S + 1  # the pending question expires
+        skill.forget_tokens.clock = lambda: wall() + FORGET_CONFIRM_S + 1  # and so does its token
         _, body = await post(client, kakao_payload(
             "삭제할게요", user_id="victim", client_extra=reply(question, "삭제할게요")["extra"]))
         assert "삭제했어요" not in texts(body)[0]

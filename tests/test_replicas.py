@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from discord.ext import commands
+from pydantic import SecretStr
 
 from bot.discord.app import MoodtuneBot, create_bot
 from bot.engine import Recommender
@@ -202,6 +203,47 @@ async def test_discord_processes_on_one_database_share_one_budget(replicas) -> N
     finally:
         for x in bots:
             await x.close()
+
+
+# ---- tokens one replica issues and another checks (SECRET_KEY) -----------------------------
+async def test_kakao_delete_confirmed_on_b_for_a_question_asked_on_a(replicas) -> None:
+    """"내 정보 삭제" lands on A, the "삭제할게요" tap on B: with one SECRET_KEY the signed token
+    is accepted there, deletes, and is spent on both (a re-sent tap deletes nothing)."""
+    a, b = replicas
+    await a.respond("kakao:f1", "오늘 너무 우울해")
+    shared = {"secret_key": SecretStr("one-secret-for-every-replica-0123456789")}
+    skills = [Skill(r, r.settings.model_copy(update=shared)) for r in (a, b)]
+    asked = await skills[0].handle(parse_skill_request(kakao_payload("내 정보 삭제", user_id="f1")))
+    extra = asked["template"]["quickReplies"][0]["extra"]
+    tap = kakao_payload("삭제할게요", user_id="f1", client_extra=extra)
+    done = json.dumps(await skills[1].handle(parse_skill_request(tap)), ensure_ascii=False)
+    assert "삭제했어요" in done
+    assert await a.store.last_recommendation("kakao:f1") is None
+    again = json.dumps(await skills[0].handle(parse_skill_request(tap)), ensure_ascii=False)
+    assert "삭제했어요" not in again  # spent everywhere, not only where it was used
+
+
+async def test_without_a_shared_secret_b_refuses_a_s_token(replicas) -> None:
+    """Each replica's own key file: the same tap is refused on B (the reason SECRET_KEY exists;
+    the README's deployment sets it)."""
+    a, b = replicas
+    skills = [Skill(r, r.settings) for r in (a, b)]
+    asked = await skills[0].handle(parse_skill_request(kakao_payload("내 정보 삭제", user_id="f2")))
+    extra = asked["template"]["quickReplies"][0]["extra"]
+    tap = kakao_payload("삭제할게요", user_id="f2", client_extra=extra)
+    assert "삭제했어요" not in json.dumps(await skills[1].handle(parse_skill_request(tap)),
+                                      ensure_ascii=False)
+
+
+async def test_web_csrf_token_from_a_is_valid_on_b_with_one_secret(replicas) -> None:
+    a, b = replicas
+    shared = {"secret_key": SecretStr("one-secret-for-every-replica-0123456789")}
+    web_a = WebApi(a, a.settings.model_copy(update=shared))
+    web_b = WebApi(b, b.settings.model_copy(update=shared))
+    sid = web_a.sessions.new_id()
+    assert web_a.sessions.csrf_token(sid) == web_b.sessions.csrf_token(sid)
+    alone = WebApi(b, b.settings)
+    assert alone.sessions.csrf_token(sid) != web_a.sessions.csrf_token(sid)
 
 
 # ---- Discord sharding ------------------------------------------------------------------------

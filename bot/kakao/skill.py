@@ -24,9 +24,7 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +63,7 @@ from bot.kakao.render import (
     recommendation_response,
     text_response,
 )
+from bot.keys import SignedTokens, install_key
 from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
 from bot.settings import Settings
 from bot.userstate import UserStateCache
@@ -113,6 +112,13 @@ class Skill:
         # and by age (the cache's TTL is the confirmation window).
         self.forget_pending = UserStateCache(FORGET_PENDING_MAX, FORGET_CONFIRM_S,
                                              clock=lambda: self.clock())
+        # The confirm tap's token is signed, not remembered: with SECRET_KEY shared, the replica
+        # that receives "삭제할게요" need not be the one that asked.
+        self.forget_tokens = SignedTokens(install_key(settings, "kakao-forget"),
+                                          FORGET_CONFIRM_S)
+        # ... and spent once, everywhere: a used token is a once-per-window "rate" key.
+        self.forget_spent = rate_limiter_for(store, 1, shared=shared, name="kakao-forget-spent",
+                                             window=FORGET_CONFIRM_S + 10)
         self.session: aiohttp.ClientSession | None = None
         self.deliveries: set[asyncio.Task[None]] = set()
         self.max_deliveries = settings.engine_max_pending
@@ -354,17 +360,22 @@ class Skill:
 
     # -- "내 정보 삭제" -------------------------------------------------------------------------
     def _ask_forget(self, req: SkillRequest) -> dict[str, Any]:
-        token = secrets.token_urlsafe(12)
+        token = self.forget_tokens.issue(req.user_id)
         self.forget_pending.get(req.user_id).thread = token  # (re)starts the window
         return forget_question_response(token, FORGET_CONFIRM_S)
 
     async def _forget(self, req: SkillRequest) -> tuple[str, dict[str, Any]]:
         """Delete only on a live question from this same user: a tap must carry the token we
-        gave *them*; typing "삭제할게요" counts while their question is pending."""
-        state = self.forget_pending.peek(req.user_id)
-        expected = state.thread if state is not None else None
+        gave *them* (checked by signature, so any replica can), and typing "삭제할게요" counts
+        while their question is pending on this replica."""
         given = req.forget_token
-        if expected is None or (given is not None and not hmac.compare_digest(given, expected)):
+        if given is not None:
+            live = (self.forget_tokens.check(req.user_id, given)
+                    and await ratelimit.hit(self.forget_spent, given) is None)
+        else:
+            state = self.forget_pending.peek(req.user_id)
+            live = state is not None and state.thread is not None
+        if not live:
             return "forget_expired", text_response(TEXT_FORGET_EXPIRED)
         try:
             counts = await self.engine.forget_user(req.engine_user)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.engine import load_pseudonym_key
+from bot.keys import install_key
 from bot.settings import Settings
 
 __all__ = [
@@ -59,7 +59,8 @@ class Sessions:
 
     def __init__(self, settings: Settings, key: bytes | None = None) -> None:
         self.secure = settings.web_cookie_secure
-        self._key = key if key is not None else load_pseudonym_key(web_key_path(settings))
+        self._key = key if key is not None else install_key(settings, "web-csrf",
+                                                               web_key_path(settings))
 
     # -- the cookie ----------------------------------------------------------------------
     @staticmethod
