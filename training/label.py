@@ -60,6 +60,8 @@ __all__ = [
     "lyric_chunks",
     "read_described_jsonl",
     "read_lyrics_csv",
+    "song_chunks",
+    "song_from_probs",
     "song_id_for",
 ]
 
@@ -256,7 +258,8 @@ def read_described_jsonl(path: str | Path) -> Iterator[SongText]:
             yield SongText(
                 song_id=song_id_for(title, artist, d.get("melon_id")), title=title,
                 artist=artist, text=text, source="description", genre=d.get("genre"),
-                year=d.get("year"), melon_id=d.get("melon_id"),
+                year=d.get("year"),
+                melon_id=str(d["melon_id"]) if d.get("melon_id") else None,
                 extra={"provenance": p.name, "description": text},
                 intended=d.get("intended"))
 
@@ -287,6 +290,35 @@ def _song_from(st: SongText, vec: np.ndarray, chunks: Sequence[str]) -> Song:
                 source=source, extra=extra,
                 provenance={"vector": {"source": source, "confidence": 1.0}},
                 moods={source: vector})
+
+
+def song_chunks(st: SongText, max_chars: int = 120) -> list[str]:
+    """The texts a song is read from: its lyric chunks, or its description as one text.
+
+    Shared by the local and the Spark labeller so both cut a song the same way; empty means
+    the song has nothing to label (it is counted, never given a made-up vector).
+    """
+    if st.source == "description":
+        return [" ".join(st.text.split())] if st.text.strip() else []
+    return lyric_chunks(st.text, max_chars)
+
+
+def song_from_probs(st: SongText, probs: np.ndarray, prior: np.ndarray,
+                    chunks: Sequence[str]) -> tuple[Song | None, str]:
+    """One song's catalogue record from its unique chunks' probabilities (a pure function).
+
+    ``probs`` are the rows of ``_chunk_weights(chunks)[0]`` and ``prior`` their weights. Returns
+    ``(song, read)`` with ``read`` the label the classifier gives the song; ``song`` is None for
+    a described song whose writer's intended mood is another (hold it out and name it). Both
+    the local and the Spark labeller call this, so their catalogue lines cannot drift apart.
+    """
+    vec = aggregate(probs, confidence_weights(probs, prior))
+    read = LABELS[int(np.argmax(vec))]
+    if st.intended and index_of(st.intended) != index_of(read):
+        # A description is a sentence we wrote to say the song's mood; when the classifier
+        # reads another mood, its vector would file the song under the wrong one.
+        return None, read
+    return _song_from(st, vec, chunks), read
 
 
 def _read_partial(path: Path) -> dict[str, Song]:
@@ -345,17 +377,11 @@ def label_songs(
             report.chunks += len(texts)
             pos = 0
             for st, chunks, w, all_chunks in batch:
-                p = probs[pos : pos + len(chunks)]
-                vec = aggregate(p, confidence_weights(p, w))
+                song, read = song_from_probs(st, probs[pos : pos + len(chunks)], w, all_chunks)
                 pos += len(chunks)
-                read = LABELS[int(np.argmax(vec))]
-                if st.intended and index_of(st.intended) != index_of(read):
-                    # A description is a sentence we wrote to say the song's mood; when the
-                    # classifier reads another mood, its vector would file the song under the
-                    # wrong one. Hold it out and name it, so the sentence can be rewritten.
-                    report.disagreed.append((st.title, st.artist, st.intended, read))
+                if song is None:
+                    report.disagreed.append((st.title, st.artist, st.intended or "", read))
                     continue
-                song = _song_from(st, vec, all_chunks)
                 fh.write(json.dumps(song.to_json(), ensure_ascii=False) + "\n")
                 done[song.song_id] = song
                 report.labelled += 1
@@ -371,10 +397,7 @@ def label_songs(
             if key in seen_keys:
                 report.duplicates += 1
                 continue
-            if st.source == "description":
-                chunks = [" ".join(st.text.split())] if st.text.strip() else []
-            else:
-                chunks = lyric_chunks(st.text, max_chars)
+            chunks = song_chunks(st, max_chars)
             if not chunks:
                 report.empty += 1
                 bar.update(1)
