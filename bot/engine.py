@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bot.cf_share import CFShareError, CFSync, stamp_of
 from bot.dialogue import Dialogue, Reply
 from bot.feedback import Signal
 from bot.observability import Metrics, user_ref
@@ -153,6 +154,7 @@ class Recommender(Dialogue):
         self._cf_stamp: tuple[float, int] | None = None
         self._cf_checked = 0.0
         self._cf_reload: asyncio.Task[bool] | None = None
+        self._cf_sync = _cf_sync_for(settings, store)
         self._swap_lock = asyncio.Lock()
         self._cf_retrain_lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moodtune-cpu")
@@ -217,6 +219,7 @@ class Recommender(Dialogue):
         key = load_pseudonym_key(settings.resolved_pseudonym_key_path) if use_store else b""
         rec = cls(settings, classifier, index, store, metrics=metrics, pseudonym_key=key)
         await rec.reload_cf(quiet=True)
+        await rec.sync_cf()  # replicas: start on the newest shared model, not an older local one
         return rec
 
     async def close(self) -> None:
@@ -596,6 +599,9 @@ class Recommender(Dialogue):
 
         At most every ``CF_CHECK_INTERVAL_S`` a request stats the manifest (microseconds); when
         it changed, the reload runs as a background task so the request never waits for it.
+        Replicas sharing a database also compare with the store's newest model there
+        (:meth:`sync_cf`), so a model trained anywhere reaches every replica within an interval
+        plus one fetch.
         """
         now = time.monotonic()
         if now - self._cf_checked < self.settings.cf_check_interval_s:
@@ -603,11 +609,37 @@ class Recommender(Dialogue):
         self._cf_checked = now
         if self._cf_reload is not None and not self._cf_reload.done():
             return
+        loop = asyncio.get_running_loop()
+        if self._cf_sync is not None and not self._cf_retrain_lock.locked():
+            self._cf_reload = loop.create_task(self.sync_cf(), name="moodtune-cf-sync")
+            return
         stamp = self._cf_file_stamp()
         if stamp is None or stamp == self._cf_stamp:
             return
-        self._cf_reload = asyncio.get_running_loop().create_task(
-            self.reload_cf(quiet=True), name="moodtune-cf-reload")
+        self._cf_reload = loop.create_task(self.reload_cf(quiet=True), name="moodtune-cf-reload")
+
+    async def sync_cf(self) -> bool:
+        """Replicas: serve the newest CF model any of them has; ``True`` if one was adopted.
+
+        A changed local artifact is loaded first (it may be the newest: a cron ``train-cf`` on
+        this host), then :meth:`bot.cf_share.CFSync.check` installs the store's model if that
+        is newer, or publishes ours if it is. A failing store or a bad archive is logged and
+        the current model keeps serving; a no-op without shared state.
+        """
+        sync = self._cf_sync
+        if sync is None:
+            return False
+        stamp = self._cf_file_stamp()
+        if stamp is not None and stamp != self._cf_stamp:
+            await self.reload_cf(quiet=True)
+        from bot.store import StoreError
+
+        try:
+            adopted = await sync.check(stamp_of(getattr(self.cf, "info", None)))
+        except (StoreError, CFShareError, OSError) as exc:
+            log.warning("shared CF model check failed; the current model keeps serving: %s", exc)
+            return False
+        return adopted and await self.reload_cf(quiet=True)
 
     async def reload_cf(self, *, quiet: bool = False) -> bool:
         """Load the CF artifact if present; a missing or broken one leaves the current model.
@@ -704,15 +736,44 @@ class Recommender(Dialogue):
             if not loaded:
                 raise CFRetrainError(f"CF training wrote no model at "
                                       f"{self.settings.resolved_cf_path}")
-            return {"model": summary.get("model_id"), "users": summary.get("users"),
-                    "songs": summary.get("songs"), "events": summary.get("events"),
-                    "seconds": round(time.perf_counter() - started, 1)}
+            result = {"model": summary.get("model_id"), "users": summary.get("users"),
+                      "songs": summary.get("songs"), "events": summary.get("events"),
+                      "seconds": round(time.perf_counter() - started, 1)}
+            if self._cf_sync is not None:
+                result["shared"] = await self._publish_cf()
+            return result
+
+    async def _publish_cf(self) -> bool:
+        """Publish the model just loaded so the other replicas follow; ``False`` (logged) when
+        the store fails — the next periodic check tries again, as ours is still the newer."""
+        stamp = stamp_of(getattr(self.cf, "info", None))
+        if self._cf_sync is None or stamp is None:
+            return False
+        from bot.store import StoreError
+
+        try:
+            await self._cf_sync.publish(stamp)
+        except (StoreError, CFShareError, OSError) as exc:
+            log.warning("CF model %s not shared with the other replicas yet: %s",
+                        stamp.model_id, exc)
+            return False
+        return True
 
     # ---- passthroughs --------------------------------------------------------------------
     def describe_mood(self, emotion: Sequence[float]) -> str:
         e = np.asarray(emotion)
         i = int(e.argmax())
         return f"{EMOTIONS[i].emoji} {EMOTIONS[i].ko}"
+
+
+def _cf_sync_for(settings: Settings, store: Any | None) -> CFSync | None:
+    """A :class:`CFSync` when replicas share the database and the store keeps CF models."""
+    if store is None or not settings.resolved_shared_state:
+        return None
+    if not all(callable(getattr(store, m, None)) for m in ("cf_publish", "cf_latest",
+                                                           "cf_archive")):
+        return None
+    return CFSync(store, settings.resolved_cf_path, min_events=settings.cf_min_events)
 
 
 def cf_scores(cf: CFScorer | None, user_id: str, candidates: Sequence[tuple[Any, float]]

@@ -55,6 +55,7 @@ from inference.emotions import NUM_EMOTIONS
 log = logging.getLogger("moodtune.store")
 
 __all__ = [
+    "CF_MODELS_KEPT",
     "SCOPES",
     "FeedbackEvent",
     "Migration",
@@ -64,6 +65,7 @@ __all__ = [
     "StoredItem",
     "StoredRecommendation",
     "UnknownRecommendationError",
+    "check_cf_model",
     "feedback_window",
     "load_migrations",
     "prepare_recommendation",
@@ -78,6 +80,9 @@ __all__ = [
 SCOPES: tuple[str, ...] = ("track", "message")
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _DAY = 86_400.0
+#: Shared CF models kept in ``cf_models``: the newest serves, two older ones cover a replica that
+#: is still fetching when a newer one lands (each archive can be tens of MB).
+CF_MODELS_KEPT = 3
 
 
 class StoreError(RuntimeError):
@@ -791,6 +796,51 @@ class Store:
                 "SELECT channel_id FROM guild_channels WHERE guild_id = ? AND enabled = 1 "
                 "ORDER BY channel_id", (str(guild_id),))
         return [r[0] for r in rows]
+
+    # ---- shared CF models (bot.cf_share.CFSync) -------------------------------------------
+    async def cf_publish(self, model_id: str, trained_at: float, archive: bytes) -> bool:
+        """Offer a packed CF model to every process on this database; ``True`` if it is new.
+
+        Idempotent (a model id is stored once); only the :data:`CF_MODELS_KEPT` newest by
+        ``trained_at`` stay, so publishing an old model may drop it again at once.
+        """
+        check_cf_model(model_id, trained_at, archive)
+        async with self._transaction(f"publishing CF model {model_id}") as db:
+            cur = await db.execute(
+                "INSERT INTO cf_models (model_id, trained_at, published_at, archive) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (model_id) DO NOTHING",
+                (model_id, float(trained_at), self._clock(), bytes(archive)))
+            new = cur.rowcount == 1
+            await db.execute(
+                "DELETE FROM cf_models WHERE model_id NOT IN (SELECT model_id FROM cf_models "
+                "ORDER BY trained_at DESC, model_id DESC LIMIT ?)", (CF_MODELS_KEPT,))
+        return new
+
+    async def cf_latest(self) -> tuple[str, float] | None:
+        """``(model_id, trained_at)`` of the newest shared CF model, or None if none is."""
+        async with self._session("reading the newest shared CF model") as db:
+            rows = await db.execute_fetchall(
+                "SELECT model_id, trained_at FROM cf_models "
+                "ORDER BY trained_at DESC, model_id DESC LIMIT 1")
+        return next(((str(r[0]), float(r[1])) for r in rows), None)
+
+    async def cf_archive(self, model_id: str) -> bytes | None:
+        """The packed artifact of a shared CF model, or None (never published, or pruned)."""
+        async with self._session(f"reading shared CF model {model_id}") as db:
+            rows = await db.execute_fetchall(
+                "SELECT archive FROM cf_models WHERE model_id = ?", (model_id,))
+        return next((bytes(r[0]) for r in rows), None)
+
+
+def check_cf_model(model_id: str, trained_at: float, archive: bytes) -> None:
+    """Refuse a shared CF model row that no replica could use (both stores call this)."""
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ValueError(f"a CF model needs a non-empty model_id, got {model_id!r}")
+    if not math.isfinite(float(trained_at)):
+        raise ValueError(f"CF model {model_id}: trained_at must be finite, got {trained_at!r}")
+    if not isinstance(archive, (bytes, bytearray, memoryview)) or len(archive) == 0:
+        raise ValueError(f"CF model {model_id}: the archive is empty; pack it with "
+                         "bot.cf_share.pack_cf")
 
 
 async def _rollback_quietly(db: aiosqlite.Connection) -> None:

@@ -41,6 +41,7 @@ import asyncpg
 
 from bot.feedback import Signal
 from bot.store import (
+    CF_MODELS_KEPT,
     SCOPES,
     FeedbackEvent,
     Migration,
@@ -48,6 +49,7 @@ from bot.store import (
     StoreError,
     StoreUnavailableError,
     UnknownRecommendationError,
+    check_cf_model,
     load_migrations,
     prepare_recommendation,
     recommendation_records,
@@ -511,6 +513,39 @@ class PgStore:
         """Delete every event at or before ``before`` (keys nobody hits again); rows deleted."""
         async with self._conn("pruning rate-limit events") as conn:
             return _count(await conn.execute("DELETE FROM rate_events WHERE at <= $1", before))
+
+    # ---- shared CF models (bot.cf_share.CFSync) -------------------------------------------
+    async def cf_publish(self, model_id: str, trained_at: float, archive: bytes) -> bool:
+        """Offer a packed CF model to every replica; ``True`` if it is new here.
+
+        Idempotent (``ON CONFLICT DO NOTHING``: two replicas publishing one model store it
+        once); only the :data:`bot.store.CF_MODELS_KEPT` newest by ``trained_at`` stay.
+        """
+        check_cf_model(model_id, trained_at, archive)
+        async with self._transaction(f"publishing CF model {model_id}") as conn:
+            status = await conn.execute(
+                "INSERT INTO cf_models (model_id, trained_at, published_at, archive) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (model_id) DO NOTHING",
+                model_id, float(trained_at), self._clock(), bytes(archive))
+            await conn.execute(
+                "DELETE FROM cf_models WHERE model_id NOT IN (SELECT model_id FROM cf_models "
+                "ORDER BY trained_at DESC, model_id DESC LIMIT $1)", CF_MODELS_KEPT)
+        return _count(status) == 1
+
+    async def cf_latest(self) -> tuple[str, float] | None:
+        """``(model_id, trained_at)`` of the newest shared CF model, or None if none is."""
+        async with self._conn("reading the newest shared CF model") as conn:
+            row = await conn.fetchrow(
+                "SELECT model_id, trained_at FROM cf_models "
+                "ORDER BY trained_at DESC, model_id DESC LIMIT 1")
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    async def cf_archive(self, model_id: str) -> bytes | None:
+        """The packed artifact of a shared CF model, or None (never published, or pruned)."""
+        async with self._conn(f"reading shared CF model {model_id}") as conn:
+            value = await conn.fetchval(
+                "SELECT archive FROM cf_models WHERE model_id = $1", model_id)
+        return None if value is None else bytes(value)
 
 
 def _translate(exc: BaseException, where: str, op: str) -> StoreError:
