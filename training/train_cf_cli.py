@@ -7,7 +7,12 @@ window, or on any failure, the previous model is left as it was and the exit sta
 
 This module cannot import ``bot`` (``training/`` must not), so ``DATABASE_PATH``/``DATA_DIR``
 are not read here: the defaults below are the settings' defaults; pass ``--db``/``--out`` when
-yours differ.
+yours differ. ``--db`` takes a SQLite path or a ``postgresql://`` URL; without it,
+``$DATABASE_URL`` (the PostgreSQL store's setting) is used when set.
+
+``--engine spark`` trains the same model on Spark MLlib (:mod:`training.cf_spark`, which shows
+the ``spark-submit`` for a cluster): the store is exported to a Parquet snapshot first (or
+``--snapshot`` names an existing one), then Spark fits ALS; the artifact is the same.
 """
 
 from __future__ import annotations
@@ -43,8 +48,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from training.cf import CFConfig
 
     d = CFConfig()
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB,
-                        help=f"the bot's SQLite database (DATABASE_PATH; default {DEFAULT_DB})")
+    parser.add_argument("--db", type=str, default=None,
+                        help="the bot's store: a SQLite path (DATABASE_PATH) or a postgresql:// "
+                             f"URL (default: $DATABASE_URL if set, else {DEFAULT_DB})")
+    parser.add_argument("--engine", choices=("implicit", "spark"), default="implicit",
+                        help="implicit (one process, default) or spark (Spark MLlib ALS, the "
+                             "same weighting and artifact; needs the [spark] extra and Java 17)")
+    parser.add_argument("--snapshot", type=Path, default=None,
+                        help="spark: train from this Parquet feedback snapshot instead of "
+                             "reading the store (with --export-only: where to write it)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="write the store's feedback to --snapshot as Parquet and stop "
+                             "(for spark-submit on a cluster)")
+    parser.add_argument("--master", default=None,
+                        help="spark: the Spark master (default $SPARK_MASTER or local[2])")
+    parser.add_argument("--spark-regularization", type=float, default=None,
+                        help="spark: ALS regParam; Spark scales it by each row's positive "
+                             "ratings (ALS-WR), so it is not --regularization (default: "
+                             "training.cf_spark.DEFAULT_SPARK_REGULARIZATION)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"CF artifact directory to create or replace (CF_PATH; default "
                              f"{DEFAULT_OUT})")
@@ -75,8 +96,66 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _train_spark(args: argparse.Namespace, db: str, catalog: Path, config: object
+                 ) -> dict | None:
+    """Snapshot the store (unless ``--snapshot``) and train on Spark; None (after printing why)
+    when Spark cannot start here."""
+    import sys
+    import tempfile
+
+    from training.cf import CFTrainingError, read_song_meta
+    from training.spark import SparkUnavailableError, session
+
+    try:
+        from pyspark.sql import SparkSession
+
+        from training.cf_spark import DEFAULT_SPARK_REGULARIZATION, train_spark
+
+        spark = SparkSession.getActiveSession() or session("moodtune-train-cf",
+                                                           master=args.master)
+    except (ImportError, SparkUnavailableError) as exc:
+        from training.spark import spark_available
+
+        why = spark_available() or str(exc)
+        print(f"moodtune train-cf: --engine spark: {why}", file=sys.stderr)
+        return None
+    reg = (DEFAULT_SPARK_REGULARIZATION if args.spark_regularization is None
+           else args.spark_regularization)
+    meta, warning = None, None
+    if config.side_weight > 0:
+        try:
+            meta = read_song_meta(catalog)
+        except CFTrainingError as exc:
+            warning = f"{exc}; trained without artist/genre sharing"
+    progress = not args.no_progress
+    with tempfile.TemporaryDirectory(prefix="moodtune-cf-snapshot-") as tmp:
+        snapshot, source = args.snapshot, {"snapshot": str(args.snapshot), "catalog": str(catalog)}
+        read_s = 0.0
+        if snapshot is None:
+            from training.feedback_source import describe_source, export_parquet
+
+            if progress:
+                print(f"train-cf[spark]: exporting feedback from {describe_source(db)}",
+                      file=sys.stderr, flush=True)
+            import time
+
+            t0 = time.perf_counter()
+            snapshot = Path(tmp) / "feedback.parquet"
+            export_parquet(db, snapshot, args.since, args.until)
+            read_s = time.perf_counter() - t0
+            source = {"database": describe_source(db), "catalog": str(catalog)}
+        summary = train_spark(snapshot, args.out, config, song_meta=meta, spark=spark,
+                              since=args.since, until=args.until, progress=progress,
+                              source=source, spark_regularization=reg)
+    summary["read_seconds"] = round(read_s, 2)
+    if warning:
+        summary["warning"] = warning
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
     import sys
 
     from indexing.catalog import default_catalog_path
@@ -85,19 +164,35 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = CFConfig(factors=args.factors, iterations=args.iterations,
                           regularization=args.regularization, alpha=args.alpha,
-                          side_weight=args.side_weight, half_life_days=args.half_life_days, threads=args.threads,
-                          seed=args.seed)
+                          side_weight=args.side_weight, half_life_days=args.half_life_days,
+                          threads=args.threads, seed=args.seed)
     except ValueError as exc:
         print(f"moodtune train-cf: {exc}", file=sys.stderr)
         return 2
     if args.since is not None and args.until is not None and args.since >= args.until:
         print("moodtune train-cf: --since must be before --until", file=sys.stderr)
         return 2
+    db = args.db or os.environ.get("DATABASE_URL") or str(DEFAULT_DB)
+    catalog = args.catalog or default_catalog_path()
     try:
-        summary = train_from_db(args.db, args.out, config,
-                                catalog_path=args.catalog or default_catalog_path(),
-                                since=args.since, until=args.until,
-                                progress=not args.no_progress)
+        if args.export_only:
+            if args.snapshot is None:
+                print("moodtune train-cf: --export-only needs --snapshot PATH", file=sys.stderr)
+                return 2
+            from training.feedback_source import export_parquet
+
+            done = export_parquet(db, args.snapshot, args.since, args.until)
+            print(json.dumps(done, ensure_ascii=False) if args.json else
+                  f"wrote {done['rows']:,} feedback rows to {done['path']}")
+            return 0
+        if args.engine == "spark":
+            summary = _train_spark(args, db, catalog, config)
+            if summary is None:
+                return 2
+        else:
+            summary = train_from_db(db, args.out, config, catalog_path=catalog,
+                                    since=args.since, until=args.until,
+                                    progress=not args.no_progress)
     except NoFeedbackError as exc:
         print(f"moodtune train-cf: {exc}; the existing model at {args.out} is unchanged",
               file=sys.stderr)
