@@ -316,3 +316,32 @@ async def test_store_failures_and_bad_archives_leave_b_serving_its_model(
     await checked(a)
     await checked(b)
     assert model_id(b) == newest
+
+
+async def test_retrain_on_one_process_publishes_and_the_other_follows(tmp_path: Path) -> None:
+    """The admin /retrain path end to end (the real ``train-cf`` worker), on the SQLite twin of
+    the table: two processes on one database file with SHARED_STATE=true and their own CF_PATHs."""
+    engines: list[Recommender] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            settings = make_settings(tmp_path / name, database_path=tmp_path / "shared.sqlite3",
+                                     shared_state=True, cf_check_interval_s=0)
+            engines.append(await Recommender.open(settings, classifier=KeywordClassifier()))
+        a, b = engines
+        songs = [a.index.song_id_at(i) for i in range(60)]
+        n = 0
+        for u in range(16):
+            for song in (songs[:30] if u % 2 == 0 else songs[30:])[u % 3::3]:
+                await a.store.save_recommendation(f"r{n}", f"user{u}", "console", [1 / 6] * 6,
+                                                  [(song, 0.5)], source="explicit")
+                await a.store.add_feedback(f"r{n}", song, f"user{u}", "like")
+                n += 1
+        result = await a.retrain_cf(timeout=120)
+        assert result["shared"] is True and result["model"] == model_id(a)
+        assert (await b.store.cf_latest())[0] == model_id(a)
+        await checked(b)
+        assert model_id(b) == model_id(a) and b.cf.scores("user0", songs[:3]) is not None
+    finally:
+        for rec in engines:
+            await rec.close()
