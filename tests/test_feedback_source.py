@@ -4,6 +4,7 @@ Parquet snapshot, and clear errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -159,3 +160,49 @@ def test_postgres_without_feedback_table(pg_server) -> None:
     url = pg_server.url(asyncio.run(pg_server.create_database()))
     with pytest.raises(CFTrainingError, match="moodtune database"):
         iter_feedback_batches(url)
+
+
+def _cli_args(*argv: str):
+    import argparse
+
+    from training import train_cf_cli
+
+    parser = argparse.ArgumentParser()
+    train_cf_cli.configure(parser)
+    return train_cf_cli, parser.parse_args(list(argv))
+
+
+def test_cli_export_only_reads_database_url(tmp_path: Path, pg_url: str, monkeypatch,
+                                            capsys) -> None:
+    """No --db: $DATABASE_URL (the PostgreSQL store) is the source."""
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    cli, args = _cli_args("--export-only", "--snapshot", str(tmp_path / "s.parquet"), "--json")
+    assert cli.run(args) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == len(CALLS)
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == len(CALLS)
+    cli, args = _cli_args("--export-only")
+    assert cli.run(args) == 2
+
+
+def test_cli_engine_spark_without_spark_exits_2(tmp_path: Path, sqlite_db: Path, monkeypatch,
+                                                capsys) -> None:
+    import training.spark
+
+    why = "no Java runtime: install Java 17"
+
+    def no_session(*a: object, **k: object) -> None:
+        raise training.spark.SparkUnavailableError(why)
+
+    monkeypatch.setattr(training.spark, "spark_available", lambda: why)
+    monkeypatch.setattr(training.spark, "session", no_session)
+    try:
+        from pyspark.sql import SparkSession
+
+        monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: None))
+    except ImportError:
+        pass
+    cli, args = _cli_args("--engine", "spark", "--db", str(sqlite_db), "--out",
+                          str(tmp_path / "cf"), "--no-progress")
+    assert cli.run(args) == 2
+    assert why in capsys.readouterr().err
+    assert not (tmp_path / "cf").exists()

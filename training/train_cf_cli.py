@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DB = Path("var/moodtune.sqlite3")
 DEFAULT_OUT = Path("var/cf")
@@ -96,8 +97,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _train_spark(args: argparse.Namespace, db: str, catalog: Path, config: object
-                 ) -> dict | None:
+def _train_spark(args: argparse.Namespace, db: str, catalog: Path, config: Any
+                 ) -> dict[str, Any] | None:
     """Snapshot the store (unless ``--snapshot``) and train on Spark; None (after printing why)
     when Spark cannot start here."""
     import sys
