@@ -31,25 +31,31 @@ Where files live: executors read the model directory and write the part files at
 driver gives, so on a cluster both must be on storage every node sees (NFS, a mounted bucket).
 The model can instead be shipped with the job: ``ship_model=True`` (CLI ``--ship-model``) calls
 ``spark.sparkContext.addFile(model_dir, recursive=True)`` and each task opens its local copy
-through ``SparkFiles.get``. The code itself must be importable on the executors: install the
-wheel into their Python or pass it with ``--py-files``.
+through ``SparkFiles.get(<dir name>)`` (pass ``--model-dir`` when moodtune is installed as a zip
+or wheel: the shipped model must be a real directory on the driver). The executors' Python needs
+moodtune and its dependencies (numpy, onnxruntime, tokenizers, pandas, pyarrow): ship a packed
+virtual environment, Spark's documented way for Python dependencies.
 
-A cluster run (YARN; the same works with ``--master spark://host:7077`` or ``k8s://…``)::
+A cluster run (YARN; ``--master spark://host:7077`` or ``k8s://…`` the same way; not run here —
+this box has no cluster — the local equivalent is in ``tests/test_label_spark.py``)::
 
-    pip wheel --no-deps -w dist .          # moodtune-0.1.0-py3-none-any.whl
-    spark-submit --master yarn --deploy-mode client \\
-        --num-executors 32 --executor-cores 1 --executor-memory 2g \\
-        --conf spark.executorEnv.PYSPARK_PYTHON=/opt/moodtune/venv/bin/python \\
-        --py-files dist/moodtune-0.1.0-py3-none-any.whl \\
-        -m bot.cli label --engine spark --partitions 256 --ship-model \\
+    # once: a relocatable venv with moodtune in it, unpacked as ./venv on every executor
+    python -m venv build/venv && build/venv/bin/pip install '.[spark]' venv-pack
+    build/venv/bin/venv-pack -o build/moodtune-venv.tar.gz
+    # the driver runs this checkout's Python; the executors the shipped one
+    export PYSPARK_DRIVER_PYTHON=.venv/bin/python PYSPARK_PYTHON=./venv/bin/python
+    spark-submit --master yarn --deploy-mode client \
+        --archives build/moodtune-venv.tar.gz#venv \
+        --num-executors 32 --executor-cores 1 --executor-memory 2g \
+        bot/cli.py label --engine spark --partitions 256 --ship-model \
+        --model-dir inference/models/default \
         --table hdfs:///data/kakao_arena/lyrics.parquet --out /shared/moodtune/labelled.jsonl
 
-(``spark-submit`` runs a file, so in practice the last two lines are a two-line script calling
-``bot.cli.main(["label", "--engine", "spark", …])``; ``training.spark.session`` keeps the
-submitted master and resources.) One executor core runs one task, i.e. one ONNX session with
-``--threads`` intra-op threads (default 1 for Spark); give the job several partitions per
-executor so a slow partition does not leave the others idle at the end. The output path is
-written by the driver; the ``.parts`` directory beside it must be shared.
+``training.spark.session`` keeps the submitted master and resources, and ``PYSPARK_PYTHON`` as
+exported. One executor core runs one task, i.e. one ONNX session with ``--threads`` intra-op
+threads (default 1 for Spark); give the job several partitions per executor so that the last,
+slowest partitions do not leave the others idle. ``--out`` is written by the driver; the
+``<out>.parts`` directory beside it is written by the executors and must be shared.
 """
 
 from __future__ import annotations
