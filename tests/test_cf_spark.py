@@ -195,3 +195,15 @@ def test_cli_engine_spark_end_to_end(world: dict, tmp_path: Path, spark, capsys)
                               "--since", str(T0 + 10**9), "--no-progress"])
     assert train_cf_cli.run(args) == 1
     assert (out / "cf.json").read_bytes() == before
+
+
+def test_spark_submit_entry_point(world: dict, tmp_path: Path, capsys) -> None:
+    """``spark-submit training/cf_spark.py --snapshot … --out …`` (here: in the warm session)."""
+    from training import cf_spark
+
+    out = tmp_path / "cf"
+    assert cf_spark.main(["--snapshot", str(world["snap"]), "--out", str(out),
+                          "--catalog", str(world["catalog"])]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["engine"] == "spark" and summary["users"] == world["spark"]["users"]
+    assert CFModel.load(out, min_events=1).scores("a1", [SONGS[0].song_id]) is not None

@@ -32,16 +32,17 @@ Local (tests, a single box)::
 
     moodtune train-cf --engine spark --db var/moodtune.sqlite3 --master 'local[2]'
 
-On a cluster: export a snapshot to storage every executor can read, then submit this module
-(the driver needs the repository on its ``PYTHONPATH``; executors only run Spark's JVM ALS and
-the DataFrame work, no moodtune Python code)::
+On a cluster: export a snapshot (a local file; pyarrow writes it), put it where every executor
+can read it, then submit this module (the driver needs moodtune's dependencies installed and the
+repository on its ``PYTHONPATH``, which ``--py-files`` provides; executors only run Spark's JVM ALS and DataFrame work, no moodtune Python code)::
 
-    moodtune train-cf --engine spark --db postgresql://moodtune@db/moodtune \\
-        --export-only --snapshot hdfs:///moodtune/feedback.parquet   # or any shared path
-    spark-submit --master yarn --deploy-mode client \\
-        --conf spark.sql.shuffle.partitions=200 --driver-memory 4g --executor-memory 4g \\
-        --py-files moodtune.zip training/cf_spark.py \\
-        --snapshot hdfs:///moodtune/feedback.parquet --out var/cf \\
+    moodtune train-cf --db postgresql://moodtune@db/moodtune \
+        --export-only --snapshot var/feedback.parquet
+    hdfs dfs -put -f var/feedback.parquet /moodtune/feedback.parquet   # or an NFS/S3 path
+    spark-submit --master yarn --deploy-mode client \
+        --conf spark.sql.shuffle.partitions=200 --driver-memory 4g --executor-memory 4g \
+        --py-files moodtune.zip training/cf_spark.py \
+        --snapshot hdfs:///moodtune/feedback.parquet --out var/cf \
         --catalog data/catalog.jsonl
 
 (``moodtune.zip`` is ``git archive -o moodtune.zip HEAD``.) The artifact is written on the
@@ -75,9 +76,14 @@ from training.cf import (
 
 __all__ = ["DEFAULT_SPARK_REGULARIZATION", "main", "train_spark"]
 
-# Spark's regParam (ALS-WR: scaled per row by its positive ratings), measured on
-# benchmarks/spark_cf.py's simulated data (seed 11, 20k and 200k events, rank 32, 15 sweeps,
-# alpha 4, artist/genre pseudo-items): see benchmarks/results/spark_cf.json for the sweep.
+# Spark's regParam. ALS-WR regularizes a row by regParam × its positive ratings n⁺, implicit by a
+# flat λ = CFConfig.regularization (10). Matching them for the typical user gives
+# regParam ≈ λ / mean n⁺ per user: on benchmarks/spark_cf.py's 1× data (seed 1) a user has
+# n⁺ ≈ 58 (median 35) positive song/artist/genre pairs, so 10/58 ≈ 0.17. Measured there (2,000
+# held-out requests, implicit hit@5 0.178): regParam 0.01 / 0.03 / 0.1 gave 0.183 / 0.182 /
+# 0.186 (|Δ| ≤ 0.008), 0.3 / 1.0 gave 0.195 / 0.198 (|Δ| 0.017 / 0.020: a different, smoother
+# model). 0.1 is the largest value of the plateau that reproduces the implicit model (the
+# benchmark's --sweep re-measures it; benchmarks/results/spark_cf.json has the 1×–100× run).
 DEFAULT_SPARK_REGULARIZATION = 0.1
 _DAY = 86_400.0
 
@@ -241,23 +247,31 @@ def train_spark(snapshot_parquet: str | os.PathLike[str], out_dir: str | os.Path
     _say(progress, f"fitting ALS on {n_pairs:,} song pairs ({n_u:,} users × {n_s:,} songs, "
                    f"{n_artists + n_genres:,} artist/genre columns)")
     blocks = max(2, min(10, int(spark.sparkContext.defaultParallelism)))
+    n_cols = n_s + n_artists + n_genres
+    # ALS-WR gives a row with no positive rating (a user or song with only skips/dislikes) no
+    # regularization at all, so its normal equations are singular when the other side has
+    # fewer rows than factors (a new bot with 10 users and 32 factors): Spark's Cholesky then
+    # fails. implicit's flat lambda never hits this; here the rank is capped to fit the data.
+    rank = max(1, min(config.factors, n_u - 1, n_cols - 1))
     als = ALS(userCol="u", itemCol="i", ratingCol="w", implicitPrefs=True,
-              alpha=float(config.alpha), rank=config.factors, maxIter=config.iterations,
+              alpha=float(config.alpha), rank=rank, maxIter=config.iterations,
               regParam=float(spark_regularization), seed=config.seed, nonnegative=False,
               # Spark's default 10×10 blocks are 100 tiny tasks per sweep on a 2-core box;
               # one block per core is as parallel and several times faster in local mode.
               numUserBlocks=blocks, numItemBlocks=blocks)
     try:
         model = als.fit(ratings)
-        n_cols = n_s + n_artists + n_genres
-        uf = np.zeros((n_u, config.factors), dtype=np.float32)
-        all_items = np.zeros((n_cols, config.factors), dtype=np.float32)
+        uf = np.zeros((n_u, rank), dtype=np.float32)
+        all_items = np.zeros((n_cols, rank), dtype=np.float32)
         for target, frame in ((uf, model.userFactors), (all_items, model.itemFactors)):
             pdf = frame.toPandas()
             if len(pdf):
                 target[pdf["id"].to_numpy()] = np.stack(pdf["features"].to_numpy())
     except Exception as exc:
-        raise CFTrainingError(f"Spark ALS failed: {type(exc).__name__}: {exc}") from exc
+        hint = ("; too little data for this many factors: lower --factors"
+                if "SingularMatrix" in str(exc) else "")
+        raise CFTrainingError(f"Spark ALS failed{hint}: {type(exc).__name__}: "
+                              f"{str(exc)[:2000]}") from exc
     finally:
         for df in (raw, ev, summed):
             df.unpersist()
@@ -292,7 +306,7 @@ def train_spark(snapshot_parquet: str | os.PathLike[str], out_dir: str | os.Path
     info = {
         "engine": "spark",
         "spark": {"version": spark_version, "master": spark.sparkContext.master,
-                  "regParam": spark_regularization,
+                  "regParam": spark_regularization, "rank": rank,
                   "regularization_note": "ALS-WR: regParam × the row's positive ratings"},
         "data": {
             "since": since,
