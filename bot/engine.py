@@ -684,10 +684,11 @@ class Recommender(Dialogue):
         from indexing.cf import CFLoadError
 
         db = getattr(self.store, "path", None) if self.store is not None else None
+        url = self.settings.database_url
         if not db:
             raise CFRetrainError("CF learns from stored feedback, but the store is not "
                                   "configured; run the bot with a database")
-        if db == ":memory:" or "mode=memory" in str(db):
+        if url is None and (db == ":memory:" or "mode=memory" in str(db)):
             raise CFRetrainError("the database is in memory, so a training process cannot read "
                                   "it; set DATABASE_PATH to a file")
         if self._cf_retrain_lock.locked():
@@ -695,7 +696,6 @@ class Recommender(Dialogue):
         async with self._cf_retrain_lock:
             catalog = self.settings.catalog_path or default_catalog_path()
             cmd = [sys.executable, "-m", "bot", "train-cf", "--json", "--no-progress",
-                   "--db", str(Path(db).resolve()),
                    "--out", str(self.settings.resolved_cf_path.resolve()),
                    "--catalog", str(Path(catalog).resolve())]
             root = str(Path(__file__).resolve().parent.parent)
@@ -703,6 +703,13 @@ class Recommender(Dialogue):
                    "OMP_NUM_THREADS": "1",
                    "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
                                                  if p)}
+            if url is not None:
+                # PostgreSQL: the URL (with its password) goes through the environment, which
+                # only this user can read, never the command line that `ps` shows everyone.
+                env["DATABASE_URL"] = url.get_secret_value()
+            else:
+                env.pop("DATABASE_URL", None)  # an exported one must not win over --db
+                cmd[4:4] = ["--db", str(Path(db).resolve())]
             started = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)

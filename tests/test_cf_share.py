@@ -318,9 +318,27 @@ async def test_store_failures_and_bad_archives_leave_b_serving_its_model(
     assert model_id(b) == newest
 
 
+async def _retrain_on_a_and_follow_on_b(a: Recommender, b: Recommender) -> None:
+    """Feedback through A's store, ``/retrain`` on A (the real ``train-cf`` worker), then B
+    adopts the published model at its next check."""
+    songs = [a.index.song_id_at(i) for i in range(60)]
+    n = 0
+    for u in range(16):
+        for song in (songs[:30] if u % 2 == 0 else songs[30:])[u % 3::3]:
+            await a.store.save_recommendation(f"r{n}", f"user{u}", "console", [1 / 6] * 6,
+                                              [(song, 0.5)], source="explicit")
+            await a.store.add_feedback(f"r{n}", song, f"user{u}", "like")
+            n += 1
+    result = await a.retrain_cf(timeout=120)
+    assert result["shared"] is True and result["model"] == model_id(a)
+    assert (await b.store.cf_latest())[0] == model_id(a)
+    await checked(b)
+    assert model_id(b) == model_id(a) and b.cf.scores("user0", songs[:3]) is not None
+
+
 async def test_retrain_on_one_process_publishes_and_the_other_follows(tmp_path: Path) -> None:
-    """The admin /retrain path end to end (the real ``train-cf`` worker), on the SQLite twin of
-    the table: two processes on one database file with SHARED_STATE=true and their own CF_PATHs."""
+    """The admin /retrain path end to end, on the SQLite twin of the table: two processes on
+    one database file with SHARED_STATE=true and their own CF_PATHs."""
     engines: list[Recommender] = []
     try:
         for name in ("a", "b"):
@@ -328,20 +346,25 @@ async def test_retrain_on_one_process_publishes_and_the_other_follows(tmp_path: 
             settings = make_settings(tmp_path / name, database_path=tmp_path / "shared.sqlite3",
                                      shared_state=True, cf_check_interval_s=0)
             engines.append(await Recommender.open(settings, classifier=KeywordClassifier()))
-        a, b = engines
-        songs = [a.index.song_id_at(i) for i in range(60)]
-        n = 0
-        for u in range(16):
-            for song in (songs[:30] if u % 2 == 0 else songs[30:])[u % 3::3]:
-                await a.store.save_recommendation(f"r{n}", f"user{u}", "console", [1 / 6] * 6,
-                                                  [(song, 0.5)], source="explicit")
-                await a.store.add_feedback(f"r{n}", song, f"user{u}", "like")
-                n += 1
-        result = await a.retrain_cf(timeout=120)
-        assert result["shared"] is True and result["model"] == model_id(a)
-        assert (await b.store.cf_latest())[0] == model_id(a)
-        await checked(b)
-        assert model_id(b) == model_id(a) and b.cf.scores("user0", songs[:3]) is not None
+        await _retrain_on_a_and_follow_on_b(*engines)
     finally:
         for rec in engines:
             await rec.close()
+
+
+async def test_retrain_on_a_postgresql_replica_trains_from_postgresql(cluster: Opener,
+                                                                      monkeypatch) -> None:
+    """On PostgreSQL the worker reads the store through DATABASE_URL, handed over in its
+    environment (a password must never be on a command line everyone's ``ps`` shows)."""
+    a, b = await cluster("a"), await cluster("b")
+    seen: list[list[str]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*cmd, **kw):
+        seen.append([str(c) for c in cmd])
+        assert kw["env"]["DATABASE_URL"] == a.settings.database_url.get_secret_value()
+        return await real(*cmd, **kw)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    await _retrain_on_a_and_follow_on_b(a, b)
+    assert seen and "--db" not in seen[0] and not any("postgresql://" in c for c in seen[0])
