@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("training.train_classifier_cli", "train/fine-tune the emotion classifier"),
     "export": ("training.export_cli", "export a trained classifier to ONNX (+ int8)"),
     "train-cf": ("training.train_cf_cli", "train collaborative filtering from stored feedback"),
+    "publish-cf": ("bot.publish_cf_cli", "hand a CF model trained elsewhere to every replica"),
     "eval": ("training.eval_cli", "classifier quality report: held-out split vs TF-IDF, probe"),
     "bench": ("bot.bench_cli", "run the quick benchmarks (from a checkout)"),
 }

@@ -368,3 +368,37 @@ async def test_retrain_on_a_postgresql_replica_trains_from_postgresql(cluster: O
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
     await _retrain_on_a_and_follow_on_b(a, b)
     assert seen and "--db" not in seen[0] and not any("postgresql://" in c for c in seen[0])
+
+
+def test_publish_cf_command_hands_a_model_trained_elsewhere_to_the_store(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """``moodtune publish-cf``: a cron/Spark trainer's model goes into cf_models (once), and a
+    missing folder is a clear exit 1, not a traceback."""
+    import argparse
+
+    from bot import publish_cf_cli
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    mid = tiny_model(tmp_path / "cf", "2026-11-01T00:00:00+00:00")
+    db = tmp_path / "bot.sqlite3"
+
+    def run(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        publish_cf_cli.configure(parser)
+        return publish_cf_cli.run(parser.parse_args(list(argv)))
+
+    assert run("--cf", str(tmp_path / "cf"), "--db", str(db)) == 0
+    assert f"CF model {mid} published" in capsys.readouterr().out
+    assert run("--cf", str(tmp_path / "cf"), "--db", str(db)) == 0
+    assert "already in the store" in capsys.readouterr().out
+
+    async def latest() -> tuple[str, float] | None:
+        store = await Store.open(db)
+        try:
+            return await store.cf_latest()
+        finally:
+            await store.close()
+
+    assert asyncio.run(latest())[0] == mid
+    assert run("--cf", str(tmp_path / "nothing"), "--db", str(db)) == 1
+    assert "moodtune publish-cf:" in capsys.readouterr().err
