@@ -1,7 +1,8 @@
-"""Scaling out on PostgreSQL: feedback writes vs SQLite, 1 vs 2 replicas, kill -9 of a replica.
+"""Scaling out: PostgreSQL vs SQLite, 1 vs 2 replicas, kill -9 of a replica; Spark CF and labelling.
 
-    python -m benchmarks.scale --quick    # 10,000 events, 5 s per load measurement (~45 s)
-    python -m benchmarks.scale            # 50,000 events, 20 s per load measurement (~3 min)
+    python -m benchmarks.scale --quick    # 10,000 events, 5 s per load step, Spark 1×/10× (~3 min)
+    python -m benchmarks.scale            # 50,000 events, 20 s per load step, Spark 1×–100× (~12 min)
+    python -m benchmarks.scale --no-spark # sections 1-3 only (no Java needed)
 
 Needs the Debian ``postgresql`` binaries: a throwaway server is started in a temp dir on
 127.0.0.1 with ``tests/pg_support.py`` and deleted at the end. Everything talks to 127.0.0.1.
@@ -42,6 +43,16 @@ Questions:
    retry must not duplicate them.
 
 Results: tables on stdout, JSON in ``benchmarks/results/scale.json``.
+
+4. **Does Spark's ALS learn the same model as ``implicit``?** ``benchmarks.spark_cf``: the same
+   simulated feedback at 1×, 10× and 100× events trained by both engines (same weights,
+   negatives, artist/genre sharing, artifact); hit@5 on the same held-out requests must agree
+   within 0.01; wall times side by side (on one box ``implicit`` wins; Spark is for stores that
+   do not fit one machine).
+5. **How fast does Spark label, and what would 700k songs take?** ``benchmarks.spark_label``:
+   songs/s of the local labeller and of Spark at 1 and 2 partitions on the same songs, Spark's
+   fixed cost, and ``T(N) = t_fixed + songs / (N·r_1·e)`` fitted from them, printed for N
+   executors with what it assumes.
 """
 
 from __future__ import annotations
@@ -406,12 +417,35 @@ def _table(head: list[tuple[str, int]], rows: list[list[str]]) -> None:
         print("| " + " | ".join(f"{v:>{w}}" for v, (_, w) in zip(r, head, strict=True)) + " |")
 
 
+def spark_sections(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """4. Spark ALS vs ``implicit`` on the same simulated feedback at 1×/10×/100× events
+    (``benchmarks.spark_cf``); 5. labelling songs/s, local vs Spark at 1 and 2 partitions, and
+    the fitted projection to 700k songs (``benchmarks.spark_label``). One local Spark session
+    for both; its start is reported, not counted in the per-step times."""
+    from benchmarks.spark_cf import compare
+    from benchmarks.spark_label import measure
+    from training.spark import session
+
+    print("4. Spark ALS vs implicit on the same simulated feedback"
+          + (" (quick: 1× and 10×)…" if quick else " at 1×, 10×, 100×…"), flush=True)
+    spark = session("moodtune-bench-scale")
+    try:
+        cf = compare(quick=quick, spark=spark)
+        print("5. labelling: local vs Spark at 1 and 2 partitions…", flush=True)
+        label = measure(quick=quick)
+    finally:
+        spark.stop()
+    return cf, label
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="10,000 feedback events, 5 s per load measurement, 10 s kill run")
     ap.add_argument("--events", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--no-spark", action="store_true",
+                    help="skip sections 4 and 5 (Spark ALS vs implicit; Spark labelling)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     events = args.events or (10_000 if args.quick else 50_000)
@@ -479,6 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
 
+    spark_cf = spark_label = None
+    if not args.no_spark:
+        spark_cf, spark_label = spark_sections(args.quick)
+
     print("\nPostgreSQL vs SQLite: feedback events/s, same workload, same run")
     _table([("store", 38), ("fsync/sync", 10), ("events", 6), ("events/s", 8), ("p50 ms", 7), ("p99 ms", 7),
             ("lost", 4), ("dup", 3), ("extra", 5)],
@@ -524,10 +562,24 @@ def main(argv: list[str] | None = None) -> int:
     ok_kill = (check["lost_taps"] == check["duplicated"] == check["unexpected"] == 0
                and kc["failed"] == 0 and kc["retap_not_dup"] == 0 and kc["after_kill"] > 0
                and kc["unexpected_text"] == 0 and survivor_ok)
-    ok = ok_fb and ok_load and ok_kill
+    ok_spark = True
+    if spark_cf is not None and spark_label is not None:
+        from benchmarks.spark_cf import print_table
+        from benchmarks.spark_label import table
+
+        print_table(spark_cf)
+        print("\nSpark labelling (same songs, same model) and the 700k projection\n")
+        print(table(spark_label))
+        deltas = [sp["abs_delta_hit@5"] for r in spark_cf["rows"] for sp in r["spark"].values()]
+        ok_spark = max(deltas) <= 0.01 and all(
+            r["classifier_loads"] == r["partitions"] for r in spark_label["rows"]
+            if r["engine"] == "spark")
+    ok = ok_fb and ok_load and ok_kill and ok_spark
     print(f"\nverdict: {'PASS' if ok else 'FAIL'} — feedback exact on both stores: {ok_fb}; "
           f"no errors with 1 and 2 replicas: {ok_load}; kill -9: nothing lost or duplicated, "
-          f"the survivor carried on: {ok_kill}")
+          f"the survivor carried on: {ok_kill}"
+          + ("" if spark_cf is None else f"; Spark ALS hit@5 within 0.01 of implicit at every "
+                                         f"scale and one classifier per partition: {ok_spark}"))
     result = {
         "benchmark": "scale",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -542,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
                      "rows": load, "two_over_one": round(ratio, 3)},
         "kill": {"clients": FB_CLIENTS, "duration_s": kill_duration, **kr, **check,
                  "survivor_alive": survivor_ok},
+        "spark_cf": spark_cf,
+        "spark_label": spark_label,
         "pass": ok,
     }
     write_results(args.out, result)
