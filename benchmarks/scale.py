@@ -428,9 +428,12 @@ def spark_sections(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
 
     print("4. Spark ALS vs implicit on the same simulated feedback"
           + (" (quick: 1× and 10×)…" if quick else " at 1×, 10×, 100×…"), flush=True)
+    t = time.perf_counter()
     spark = session("moodtune-bench-scale")
+    started = round(time.perf_counter() - t, 2)
     try:
         cf = compare(quick=quick, spark=spark)
+        cf["spark_session_start_seconds"] = started
         print("5. labelling: local vs Spark at 1 and 2 partitions…", flush=True)
         label = measure(quick=quick)
     finally:

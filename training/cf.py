@@ -74,6 +74,7 @@ __all__ = [
     "peak_rss_mb",
     "read_feedback",
     "read_song_meta",
+    "side_items",
     "train",
     "train_from_db",
 ]
@@ -331,6 +332,29 @@ def _compact(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(present), remap[codes]
 
 
+def side_items(item_ids: list[str], config: CFConfig, song_meta: SongMeta | None
+               ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(artist_of, genre_of, n_artists, n_genres)``: each song's local index into the artist
+    and genre pseudo-item blocks (-1 when unknown or sharing is off), numbered in song order.
+
+    One definition for both trainers (``implicit`` here, Spark in :mod:`training.cf_spark`):
+    the column layout is part of what makes their models the same.
+    """
+    artist_of = np.full(len(item_ids), -1, dtype=np.int32)
+    genre_of = np.full(len(item_ids), -1, dtype=np.int32)
+    if not song_meta or config.side_weight <= 0:
+        return artist_of, genre_of, 0, 0
+    artists: dict[str, int] = {}
+    genres: dict[str, int] = {}
+    for j, sid in enumerate(item_ids):
+        artist, genre = song_meta.get(sid, (None, None))
+        if artist:
+            artist_of[j] = artists.setdefault(artist, len(artists))
+        if genre:
+            genre_of[j] = genres.setdefault(genre, len(genres))
+    return artist_of, genre_of, len(artists), len(genres)
+
+
 def build_matrix(events: Events, config: CFConfig, *, now: float | None = None,
                  song_meta: SongMeta | None = None) -> TrainingMatrix:
     """The user × (song + artist + genre) confidence matrix (CSR float32) and its bookkeeping.
@@ -348,19 +372,7 @@ def build_matrix(events: Events, config: CFConfig, *, now: float | None = None,
     item_ids = [events.item_ids[i] for i in items]
     n_u, n_s = len(users), len(items)
     w = event_weights(events, config, now=now)
-    artist_of = np.full(n_s, -1, dtype=np.int32)  # local index into the artist block
-    genre_of = np.full(n_s, -1, dtype=np.int32)
-    n_artists = n_genres = 0
-    if song_meta and config.side_weight > 0:
-        artists: dict[str, int] = {}
-        genres: dict[str, int] = {}
-        for j, sid in enumerate(item_ids):
-            artist, genre = song_meta.get(sid, (None, None))
-            if artist:
-                artist_of[j] = artists.setdefault(artist, len(artists))
-            if genre:
-                genre_of[j] = genres.setdefault(genre, len(genres))
-        n_artists, n_genres = len(artists), len(genres)
+    artist_of, genre_of, n_artists, n_genres = side_items(item_ids, config, song_meta)
     # One block at a time (COO → CSC sums duplicates per block), joined column-wise (cheap
     # for CSC: no COO round trip), then one conversion to the CSR that implicit wants. At 5M
     # events this peaks at ~0.5 GB instead of ~1 GB for one big COO.

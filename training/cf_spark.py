@@ -72,6 +72,7 @@ from training.cf import (
     TrainingMatrix,
     blend_item_factors,
     peak_rss_mb,
+    side_items,
 )
 
 __all__ = ["DEFAULT_SPARK_REGULARIZATION", "main", "train_spark"]
@@ -197,21 +198,9 @@ def train_spark(snapshot_parquet: str | os.PathLike[str], out_dir: str | os.Path
                                  "song_id")
     n_u, n_s = len(user_ids), len(item_ids)
     # Song → (song column, artist column, genre column): the same layout as build_matrix.
-    artist_of = np.full(n_s, -1, dtype=np.int64)
-    genre_of = np.full(n_s, -1, dtype=np.int64)
-    n_artists = n_genres = 0
-    if song_meta and config.side_weight > 0:
-        artists: dict[str, int] = {}
-        genres: dict[str, int] = {}
-        for j, sid in enumerate(item_ids):
-            artist, genre = song_meta.get(sid, (None, None))
-            if artist:
-                artist_of[j] = artists.setdefault(artist, len(artists))
-            if genre:
-                genre_of[j] = genres.setdefault(genre, len(genres))
-        n_artists, n_genres = len(artists), len(genres)
-    song_artist = np.where(artist_of >= 0, artist_of + n_s, -1)
-    song_genre = np.where(genre_of >= 0, genre_of + n_s + n_artists, -1)
+    artist_of, genre_of, n_artists, n_genres = side_items(item_ids, config, song_meta)
+    song_artist = np.where(artist_of >= 0, artist_of.astype(np.int64) + n_s, -1)
+    song_genre = np.where(genre_of >= 0, genre_of.astype(np.int64) + n_s + n_artists, -1)
     import pandas as pd
 
     users_df = spark.createDataFrame(pd.DataFrame(

@@ -417,8 +417,14 @@ def label_songs(
     log(f"labelled {report.labelled} songs ({report.skipped_done} from an earlier run, "
         f"{report.empty} without text, {report.duplicates} duplicates) in {report.seconds:.1f}s "
         f"= {report.songs_per_second:.1f} songs/s, {report.chunks} chunks -> {out_path}")
+    log_held_out(report, log)
+    return report
+
+
+def log_held_out(report: LabelReport, log: Callable[[str], None]) -> None:
+    """Name the described songs that were held out, so their author can fix the description
+    (both labelling engines report it the same way)."""
     if report.disagreed:
         log(f"held out {len(report.disagreed)} described songs whose description the classifier "
             "reads as another mood (rewrite the description to keep them): " + "; ".join(
                 f"{t} / {a} ({want} -> {got})" for t, a, want, got in report.disagreed))
-    return report

@@ -71,7 +71,14 @@ from pathlib import Path
 from typing import Any
 
 from indexing.catalog import Catalog, Song, normalise
-from training.label import LabelReport, SongText, _read_partial, song_chunks, song_id_for
+from training.label import (
+    LabelReport,
+    SongText,
+    _read_partial,
+    log_held_out,
+    song_chunks,
+    song_id_for,
+)
 
 __all__ = ["SparkLabelReport", "label_spark", "read_table", "songs_dataframe"]
 
@@ -459,8 +466,5 @@ def label_spark(
         f"earlier run, {report.empty} without text, {report.duplicates} duplicates) in "
         f"{report.seconds:.1f}s = {report.songs_per_second:.1f} songs/s, {report.chunks} chunks "
         f"-> {out_path}")
-    if report.disagreed:
-        log(f"held out {len(report.disagreed)} described songs whose description the classifier "
-            "reads as another mood (rewrite the description to keep them): " + "; ".join(
-                f"{t} / {a} ({want} -> {got})" for t, a, want, got in report.disagreed))
+    log_held_out(report, log)
     return report
