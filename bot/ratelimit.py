@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 log = logging.getLogger("moodtune.ratelimit")
 
-__all__ = ["RateLimiter", "SharedRateLimiter", "hit", "rate_limiter_for", "reset"]
+__all__ = ["RateLimiter", "SharedRateLimiter", "adapter_limiters", "hit", "rate_limiter_for",
+           "reset"]
 
 
 class RateLimiter:
@@ -136,6 +137,23 @@ def rate_limiter_for(store: Any, per_minute: int, *, shared: bool, name: str = "
     if shared and store is not None and hasattr(store, "rate_hit"):
         return SharedRateLimiter(store, per_minute, name=name, window=window)
     return RateLimiter(per_minute, window=window)
+
+
+def adapter_limiters(engine: Any, settings: Any, channel: str
+                     ) -> tuple[RateLimiter | SharedRateLimiter, RateLimiter | SharedRateLimiter]:
+    """``(messages, feedback)`` budgets for one adapter (``channel`` namespaces their keys).
+
+    Shared through the engine's store when replicas share it (``SHARED_STATE``: one budget per
+    person however the proxy spreads their requests); in memory for one SQLite process, where
+    a database round trip per request would buy nothing. Feedback has its own budget, so
+    tapping 👍 never costs a recommendation.
+    """
+    shared = settings.resolved_shared_state
+    store = getattr(engine, "store", None)
+    return (rate_limiter_for(store, settings.rate_limit_per_minute, shared=shared,
+                             name=f"{channel}-messages"),
+            rate_limiter_for(store, settings.feedback_rate_limit_per_minute, shared=shared,
+                             name=f"{channel}-feedback"))
 
 
 async def hit(limiter: RateLimiter | SharedRateLimiter, key: str) -> float | None:

@@ -64,7 +64,7 @@ from bot.kakao.render import (
     text_response,
 )
 from bot.keys import SignedTokens, install_key
-from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
+from bot.ratelimit import adapter_limiters, rate_limiter_for
 from bot.settings import Settings
 from bot.userstate import UserStateCache
 from inference.emotions import parse_emotion
@@ -99,14 +99,7 @@ class Skill:
         self.engine = engine
         self.settings = settings
         self.deadline_s = deadline_s
-        # One budget per person across replicas when they share PostgreSQL (SHARED_STATE);
-        # in memory for one SQLite process, where a database round trip would buy nothing.
-        shared = settings.resolved_shared_state
-        store = getattr(engine, "store", None)
-        self.limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
-            store, settings.rate_limit_per_minute, shared=shared, name="kakao-messages")
-        self.feedback_limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
-            store, settings.feedback_rate_limit_per_minute, shared=shared, name="kakao-feedback")
+        self.limiter, self.feedback_limiter = adapter_limiters(engine, settings, "kakao")
         self.clock: Callable[[], float] = time.monotonic
         # Who asked "내 정보 삭제" and the token their "삭제할게요" must carry. Bounded by count
         # and by age (the cache's TTL is the confirmation window).
@@ -117,8 +110,9 @@ class Skill:
         self.forget_tokens = SignedTokens(install_key(settings, "kakao-forget"),
                                           FORGET_CONFIRM_S)
         # ... and spent once, everywhere: a used token is a once-per-window "rate" key.
-        self.forget_spent = rate_limiter_for(store, 1, shared=shared, name="kakao-forget-spent",
-                                             window=FORGET_CONFIRM_S + 10)
+        self.forget_spent = rate_limiter_for(
+            getattr(engine, "store", None), 1, shared=settings.resolved_shared_state,
+            name="kakao-forget-spent", window=FORGET_CONFIRM_S + 10)
         self.session: aiohttp.ClientSession | None = None
         self.deliveries: set[asyncio.Task[None]] = set()
         self.max_deliveries = settings.engine_max_pending

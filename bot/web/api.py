@@ -23,7 +23,7 @@ from bot.engine import FeedbackUnavailableError, Recommender, UnknownAnswerError
 from bot.feedback import Signal
 from bot.kakao.app import json_error
 from bot.kakao.render import top_mood
-from bot.ratelimit import RateLimiter, SharedRateLimiter, rate_limiter_for
+from bot.ratelimit import RateLimiter, SharedRateLimiter, adapter_limiters
 from bot.settings import Settings
 from bot.web.session import CsrfError, Sessions
 from inference.emotions import LABELS
@@ -61,14 +61,7 @@ class WebApi:
         self.engine = engine
         self.settings = settings
         self.sessions = sessions or Sessions(settings)
-        # Shared through PostgreSQL when replicas share it, so two web processes behind one
-        # database still give a person one budget; in memory for one SQLite process.
-        shared = settings.resolved_shared_state
-        store = getattr(engine, "store", None)
-        self.limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
-            store, settings.rate_limit_per_minute, shared=shared, name="web-messages")
-        self.feedback_limiter: RateLimiter | SharedRateLimiter = rate_limiter_for(
-            store, settings.feedback_rate_limit_per_minute, shared=shared, name="web-feedback")
+        self.limiter, self.feedback_limiter = adapter_limiters(engine, settings, "web")
         m = engine.metrics
         self.rate_limited = m.counter("moodtune_rate_limited_total",
                                       "Requests refused by the per-user rate limit.", ["channel"])
