@@ -21,6 +21,7 @@ from bot.store import Store
 from indexing.catalog import Catalog
 from indexing.cf import CFModel
 from indexing.synthetic import synthetic_songs
+from tests.spark_support import spark_submit
 from training.cf import CFConfig, Events, NoFeedbackError, build_matrix, read_song_meta, train
 from training.cf_spark import train_spark
 
@@ -197,13 +198,18 @@ def test_cli_engine_spark_end_to_end(world: dict, tmp_path: Path, spark, capsys)
     assert (out / "cf.json").read_bytes() == before
 
 
-def test_spark_submit_entry_point(world: dict, tmp_path: Path, capsys) -> None:
-    """``spark-submit training/cf_spark.py --snapshot … --out …`` (here: in the warm session)."""
-    from training import cf_spark
+def test_spark_submit_recipe_runs_in_local_mode(world: dict, tmp_path: Path) -> None:
+    """The README's cluster recipe, for real: ``spark-submit --py-files moodtune.zip
+    deploy/spark_job.py train-cf --engine spark --snapshot …`` (a fresh JVM, master local[2]).
 
+    It once failed at start: submitting ``training/cf_spark.py`` put ``training/`` first on
+    ``sys.path``, where ``training/profile.py`` hid the standard ``profile`` pyspark imports.
+    """
     out = tmp_path / "cf"
-    assert cf_spark.main(["--snapshot", str(world["snap"]), "--out", str(out),
-                          "--catalog", str(world["catalog"])]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    done = spark_submit(["train-cf", "--engine", "spark", "--snapshot", str(world["snap"]),
+                         "--out", str(out), "--catalog", str(world["catalog"]), "--factors", "8",
+                         "--iterations", "10", "--json", "--no-progress"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["engine"] == "spark" and summary["users"] == world["spark"]["users"]
     assert CFModel.load(out, min_events=1).scores("a1", [SONGS[0].song_id]) is not None

@@ -176,3 +176,17 @@ def test_cli_without_spark_exits_2_with_the_reason(tmp_path, monkeypatch, capsys
                           str(tmp_path / "c.jsonl")])
     assert label_cli.run(args) == 2
     assert "no Java runtime" in capsys.readouterr().err
+
+
+def test_spark_submit_recipe_labels_like_the_local_labeller(lyrics_csv, local, tmp_path):
+    """The README's cluster recipe in local mode: ``spark-submit --py-files moodtune.zip
+    deploy/spark_job.py label --engine spark --ship-model --model-dir …`` (the model shipped
+    with the job, the code only from the zip) writes the local labeller's catalogue."""
+    from tests.spark_support import REPO, spark_submit
+
+    out = tmp_path / "labelled.jsonl"
+    done = spark_submit(["label", "--engine", "spark", "--partitions", "2", "--ship-model",
+                         "--model-dir", str(REPO / "inference" / "models" / "default"),
+                         "--csv", str(lyrics_csv), "--out", str(out), "--no-progress"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_catalogue(out, local[0])

@@ -33,20 +33,22 @@ Local (tests, a single box)::
     moodtune train-cf --engine spark --db var/moodtune.sqlite3 --master 'local[2]'
 
 On a cluster: export a snapshot (a local file; pyarrow writes it), put it where every executor
-can read it, then submit this module (the driver needs moodtune's dependencies installed and the
-repository on its ``PYTHONPATH``, which ``--py-files`` provides; executors only run Spark's JVM ALS and DataFrame work, no moodtune Python code)::
+can read it, then submit ``deploy/spark_job.py`` (``moodtune`` under spark-submit). The driver
+needs moodtune's dependencies installed and its code, which ``--py-files`` provides; executors
+run only Spark's JVM ALS and DataFrame work, no moodtune Python code::
 
-    moodtune train-cf --db postgresql://moodtune@db/moodtune \
-        --export-only --snapshot var/feedback.parquet
+    moodtune train-cf --export-only --snapshot var/feedback.parquet   # reads $DATABASE_URL
     hdfs dfs -put -f var/feedback.parquet /moodtune/feedback.parquet   # or an NFS/S3 path
+    git archive -o moodtune.zip HEAD
     spark-submit --master yarn --deploy-mode client \
         --conf spark.sql.shuffle.partitions=200 --driver-memory 4g --executor-memory 4g \
-        --py-files moodtune.zip training/cf_spark.py \
-        --snapshot hdfs:///moodtune/feedback.parquet --out var/cf \
-        --catalog data/catalog.jsonl
+        --py-files moodtune.zip deploy/spark_job.py \
+        train-cf --engine spark --snapshot hdfs:///moodtune/feedback.parquet --out var/cf \
+        --catalog indexing/data/catalog.jsonl
+    moodtune publish-cf --cf var/cf      # every replica on the shared database adopts it
 
-(``moodtune.zip`` is ``git archive -o moodtune.zip HEAD``.) The artifact is written on the
-driver's local disk (``--out``), where the bot reads it; ``/retrain`` still uses ``implicit``.
+``tests/test_cf_spark.py`` runs exactly this with ``--master local[2]``. The artifact is written
+on the driver's local disk (``--out``), where the bot reads it; ``/retrain`` still uses ``implicit``.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ from training.cf import (
     side_items,
 )
 
-__all__ = ["DEFAULT_SPARK_REGULARIZATION", "main", "train_spark"]
+__all__ = ["DEFAULT_SPARK_REGULARIZATION", "train_spark"]
 
 # Spark's regParam. ALS-WR regularizes a row by regParam × its positive ratings n⁺, implicit by a
 # flat λ = CFConfig.regularization (10). Matching them for the typical user gives
@@ -363,25 +365,3 @@ def _sampled_auc(ratings: Any, n_songs: int, uf: np.ndarray, itf: np.ndarray, se
     return float(np.mean((s_pos > s_neg) + 0.5 * (s_pos == s_neg)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``spark-submit training/cf_spark.py --snapshot … --out …`` on a cluster."""
-    import argparse
-
-    from training.cf import read_song_meta
-
-    ap = argparse.ArgumentParser(description="train the CF model from a feedback snapshot on "
-                                             "Spark (see the module docstring)")
-    ap.add_argument("--snapshot", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--catalog", default=None)
-    ap.add_argument("--spark-regularization", type=float, default=DEFAULT_SPARK_REGULARIZATION)
-    args = ap.parse_args(argv)
-    meta = read_song_meta(args.catalog) if args.catalog else None
-    summary = train_spark(args.snapshot, args.out, CFConfig(), song_meta=meta, progress=True,
-                          spark_regularization=args.spark_regularization)
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

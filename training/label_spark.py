@@ -36,18 +36,20 @@ or wheel: the shipped model must be a real directory on the driver). The executo
 moodtune and its dependencies (numpy, onnxruntime, tokenizers, pandas, pyarrow): ship a packed
 virtual environment, Spark's documented way for Python dependencies.
 
-A cluster run (YARN; ``--master spark://host:7077`` or ``k8s://…`` the same way; not run here —
-this box has no cluster — the local equivalent is in ``tests/test_label_spark.py``)::
+A cluster run (YARN; ``--master spark://host:7077`` or ``k8s://…`` the same way). This box has
+no cluster; ``tests/test_label_spark.py`` runs the same command with ``--master local[2]``::
 
     # once: a relocatable venv with moodtune in it, unpacked as ./venv on every executor
     python -m venv build/venv && build/venv/bin/pip install '.[spark]' venv-pack
     build/venv/bin/venv-pack -o build/moodtune-venv.tar.gz
+    git archive -o moodtune.zip HEAD          # the driver's copy of the code
     # the driver runs this checkout's Python; the executors the shipped one
     export PYSPARK_DRIVER_PYTHON=.venv/bin/python PYSPARK_PYTHON=./venv/bin/python
     spark-submit --master yarn --deploy-mode client \
         --archives build/moodtune-venv.tar.gz#venv \
         --num-executors 32 --executor-cores 1 --executor-memory 2g \
-        bot/cli.py label --engine spark --partitions 256 --ship-model \
+        --py-files moodtune.zip deploy/spark_job.py \
+        label --engine spark --partitions 256 --ship-model \
         --model-dir inference/models/default \
         --table hdfs:///data/kakao_arena/lyrics.parquet --out /shared/moodtune/labelled.jsonl
 
