@@ -54,6 +54,12 @@ SECURITY_HEADERS = {
 STATIC_CACHE = "public, max-age=300"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSIONS_KEY: web.AppKey[Sessions] = web.AppKey("moodtune_web_sessions", Sessions)
+#: Socket addresses ``(host, port)`` bound only for Kakao (KAKAO_HOST:KAKAO_PORT when it differs
+#: from the web address); filled by :func:`serve` once the sockets exist (a port of 0 is only
+#: known then).
+KAKAO_ONLY: web.AppKey[set[tuple[str, int]]] = web.AppKey("moodtune_kakao_only", set)
+#: What the Kakao-only listener answers: the skill, and the probes an operator points at it.
+KAKAO_LISTENER_PATHS = frozenset({SKILL_PATH, "/healthz", "/metrics"})
 
 _PLACEHOLDER = """<!doctype html>
 <html lang="ko"><head><meta charset="utf-8"><title>moodtune</title></head>
@@ -77,6 +83,23 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
     if request.path.startswith("/static/") and response.status == 200:
         response.headers.setdefault("Cache-Control", STATIC_CACHE)
+
+
+@web.middleware
+async def _listener_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """On the Kakao-only port, answer only the skill and the probes.
+
+    Why: operators open KAKAO_PORT to the internet for Kakao's servers while the web chat and
+    the admin dashboard may be meant for an internal network on WEB_PORT; one app serves both
+    listeners (one engine, one skill state), so the split is made here, by the local address.
+    """
+    kakao_only = request.app[KAKAO_ONLY]
+    if kakao_only and request.path not in KAKAO_LISTENER_PATHS:
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        if isinstance(sock, tuple) and tuple(sock[:2]) in kakao_only:
+            return json_error(404, "not served on the Kakao skill port (the web chat and admin "
+                                   "are on WEB_PORT)", code="kakao_port")
+    return await handler(request)
 
 
 @web.middleware
@@ -132,7 +155,8 @@ def create_app(recommender: Recommender, settings: Settings | None = None, *,
     settings = settings or recommender.settings
     app = web.Application(client_max_size=settings.kakao_max_body_bytes,
                           middlewares=[observe_middleware(recommender.metrics, _adapter),
-                                       _origin_guard])
+                                       _listener_guard, _origin_guard])
+    app[KAKAO_ONLY] = set()
     app.on_response_prepare.append(_security_headers)
     sessions = app[SESSIONS_KEY] = Sessions(settings)
     app.router.add_get("/", index_handler)
@@ -174,8 +198,13 @@ async def serve(recommender: Recommender, settings: Settings, *,
     runner = web.AppRunner(app, handler_cancellation=True, **runner_options(settings))
     await runner.setup()
     try:
-        for host, port in listen_addresses(settings):
+        (web_host, web_port), *kakao_only = listen_addresses(settings)
+        await web.TCPSite(runner, web_host, web_port).start()
+        web_bound = set(runner.addresses)
+        for host, port in kakao_only:
             await web.TCPSite(runner, host, port).start()
+        app[KAKAO_ONLY].update(tuple(a[:2]) for a in runner.addresses
+                               if isinstance(a, tuple) and a not in web_bound)
         bound = [a for a in runner.addresses if isinstance(a, tuple)]
         port = bound[0][1] if bound else settings.web_port
         print(f"moodtune web chat: {_display_url(settings.web_host, port)}", flush=True)

@@ -312,6 +312,59 @@ async def test_kakao_routes_are_absent_when_kakao_is_off(tmp_path, index):
         await engine.close()
 
 
+async def test_the_kakao_only_port_serves_the_skill_and_probes_but_not_the_page(tmp_path, index):
+    """KAKAO_PORT (opened to Kakao's servers) next to WEB_PORT: the skill, /healthz and /metrics
+    answer on both; the chat page, its API and the admin dashboard only on WEB_PORT."""
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    from bot.server import serve
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    web_port, kakao_port = ports
+    settings = make_settings(tmp_path, web_host="127.0.0.1", web_port=web_port,
+                             kakao_enabled=True, kakao_host="127.0.0.1", kakao_port=kakao_port,
+                             admin_token="a" * 32)
+    engine = Recommender(settings, KeywordClassifier(), index, None)
+    task = asyncio.create_task(serve(engine, settings))
+    try:
+        async with ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{kakao_port}/healthz") as resp:
+                        assert resp.status == 200
+                        break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("server did not start")
+            kakao, site = f"http://127.0.0.1:{kakao_port}", f"http://127.0.0.1:{web_port}"
+            for path in ("/", "/api/session", "/admin", "/static/app.js"):
+                async with http.get(kakao + path) as resp:
+                    assert resp.status == 404, path
+                    assert (await resp.json())["code"] == "kakao_port"
+            async with http.post(kakao + SKILL_PATH, json=kakao_payload("평화")) as resp:
+                assert resp.status == 200
+            async with http.get(kakao + "/metrics") as resp:
+                assert resp.status == 200
+            async with http.get(site + "/") as resp:
+                assert resp.status == 200
+            async with http.get(site + "/api/session") as resp:
+                assert resp.status == 200
+            async with http.post(site + SKILL_PATH, json=kakao_payload("평화")) as resp:
+                assert resp.status == 200
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await engine.close()
+
+
 async def test_healthz_and_metrics(web):
     client, _ = web
     token = await _csrf(client)
