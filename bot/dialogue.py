@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -257,12 +257,19 @@ class Dialogue:
         excl = set(exclude) | the_plan.exclude
         candidates: list = []
         relaxed = None
+        relaxed_filter = the_plan.filter
         for flt, note in relaxations(the_plan.filter):
             found = _search(index, flt, the_plan.targets, n, excl)
             candidates = list({s.song_id: (s, c) for s, c in found}.values())
-            relaxed = note
+            relaxed, relaxed_filter = note, flt
             if len(candidates) >= k:
                 break
+        if the_plan.prefer_themes:
+            # songs of the preferred theme near the mood, which a plain mood search may leave
+            # out (comfort songs lean calm; the person's mood is sad): pick() weighs them in
+            lean = replace(relaxed_filter, themes=the_plan.prefer_themes)
+            found = _search(index, lean, the_plan.targets, max(k * 2, n // 3), excl)
+            candidates = list({s.song_id: (s, c) for s, c in [*candidates, *found]}.values())
         if len(candidates) < k and excl - the_plan.exclude:
             # heard nearly everything that fits: allow repeats rather than answer short
             found = _search(index, the_plan.filter, [the_plan.mood], n, the_plan.exclude)

@@ -79,6 +79,7 @@ def select(
     rng: np.random.Generator | None = None,
     *,
     max_per_artist: int,
+    bonus: np.ndarray | None = None,
 ) -> list[Ranked]:
     """The selection loop behind :func:`rerank` and ``bot.conversation.pick``.
 
@@ -86,7 +87,8 @@ def select(
     target repeats), scored ``λ·(relevance + exploration noise) − (1−λ)·redundancy`` (MMR),
     with at most ``max_per_artist`` songs per artist unless only capped artists are left. One
     target is plain re-ranking; several make the list walk from one mood to another (the iso
-    principle of a "lift"). The noise is drawn once per candidate.
+    principle of a "lift"). The noise is drawn once per candidate. ``bonus`` (one value per
+    candidate) adds to relevance: a soft preference, e.g. for a theme the request leans toward.
     """
     if k <= 0 or not candidates:
         return []
@@ -119,6 +121,8 @@ def select(
             rel = weights.mood * mood + weights.popularity * pop
             if cf is not None:
                 rel = rel + weights.cf * cf
+            if bonus is not None:
+                rel = rel + bonus
         noisy = rel + noise
         best, best_val = -1, -np.inf
         for i in remaining:

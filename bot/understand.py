@@ -63,6 +63,8 @@ class Request:
       ``bot.feedback.Signal`` value) with ``position`` for "2번 좋다", none for the whole answer.
     - ``negated_mood``, ``mood_hint`` and ``cues`` (the rule names that fired) are for
       ``bot.moodrules.adjust_mood``; ``text`` is the cleaned text for the classifier.
+    - ``prefer_themes``: themes the answer should lean toward without being limited to them
+      (someone worn out is offered comfort songs among the sad ones, not only breakup ballads).
     """
 
     intent: str
@@ -84,21 +86,23 @@ class Request:
     mood_hint: str | None = None
     exclude_genres: tuple[str, ...] = ()
     exclude_artists: tuple[str, ...] = ()
+    prefer_themes: tuple[str, ...] = ()
     cues: tuple[str, ...] = ()
     text: str = ""
 
     def as_dict(self, *, trace: bool = False) -> dict:
         """Only the fields that say something (``strategy`` only when it is not "match").
 
-        ``cues`` (which mood rules the text triggered) is a trace for logs, not something the
-        user asked for, so it is left out unless ``trace=True``.
+        ``cues`` (which mood rules the text triggered) and ``prefer_themes`` (a soft preference
+        inferred from how the person feels) are traces, not something the user asked for, so
+        they are left out unless ``trace=True``.
         """
         out: dict = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if v in (None, (), "") or (f.name == "strategy" and v == "match"):
                 continue
-            if f.name == "cues" and not trace:
+            if f.name in ("cues", "prefer_themes") and not trace:
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -276,6 +280,11 @@ _FEEL: dict[str, re.Pattern[str]] = {k: re.compile(v) for k, v in {
     "기쁨": r"행복|기뻐|기쁘|신나|신난|즐거|설레|합격|happy|excited|yay",
 }.items()}
 _NEGATIVE_MOODS = ("슬픔", "분노", "긴장")
+#: Worn out (not heartbroken): the answer leans toward comfort songs (``prefer_themes``).
+_WORN_OUT = re.compile(r"지쳐|지친|지치|피곤|힘들|힘든|힘드|고단|번아웃|녹초|기진맥진|탈진|기운없|의욕없"
+                       r"|tired|exhausted|burnout|burnedout|worn")
+#: ... unless the weariness is heartbreak: then the breakup songs are the right match.
+_HEARTBROKEN = re.compile(r"헤어|이별|차였|차이고|전남친|전여친|전애인|실연|짝사랑|breakup|heartbr")
 
 # ---- negation of a mood ---------------------------------------------------------------------
 _NEG_STEMS: dict[str, str] = {
@@ -1192,13 +1201,21 @@ def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Requ
             strategy, target = "lift", "평화"
     if "기분전환" in m_c and "기분전환" not in situations:
         situations.insert(0, "기분전환")
+    prefer: tuple[str, ...] = ()
+    if (not themes and negated != "슬픔" and _WORN_OUT.search(m_c)
+            and not _HEARTBROKEN.search(m_c)):
+        # "오늘 너무 지치고 우울해": a mood match alone answers with breakup ballads (the
+        # catalogue's sad songs are mostly about a breakup). Worn out is not heartbroken: lean
+        # toward comfort. Any theme said outright ("이별 노래", "헤어져서 힘들어") wins.
+        prefer = ("위로/응원",)
+        cues.append("comfort")
 
     base = dict(
         genres=tuple(genres), artists=tuple(artists), unknown_artist=unknown,
         situations=tuple(situations), themes=tuple(themes), energy=energy, like_song=like_song,
         mood=mood, strategy=strategy, target_mood=target, negated_mood=negated, mood_hint=hint,
-        exclude_genres=tuple(refused), exclude_artists=tuple(exclude_artists), cues=tuple(cues),
-        text=full,
+        exclude_genres=tuple(refused), exclude_artists=tuple(exclude_artists),
+        prefer_themes=prefer, cues=tuple(cues), text=full,
     )
     has_slots = bool(genres or artists or unknown or situations or themes or energy or like_song
                      or mood or refused or exclude_artists)

@@ -119,3 +119,30 @@ def test_a_new_energy_drops_the_carried_situation_and_reasons_name_the_asked_art
               mood_vector("기쁨"), k=5)
     collab = song(1, "기쁨", artist="HIGH4 (하이포), 아이유")
     assert reason(Ranked(collab, 1.0, 0.9, None, 0.0), iu, 0, set()).startswith("아이유의 곡")
+
+
+def test_worn_out_leans_toward_comfort_songs_without_requiring_them():
+    """"오늘 너무 지치고 우울해" gives prefer_themes=위로/응원: a comfort song a little further
+    from the mood outranks a breakup ballad, is said to be chosen for that, and the answer is
+    not limited to comfort songs (nor is a theme the person named overridden)."""
+    sad = mood_vector("슬픔")
+    near = tuple((0.8 * sad + 0.2 * mood_vector("평화")).tolist())
+    ballad = song(1, "슬픔", themes=("이별",))
+    comfort = Song(song_id="s2", title="t2", artist="a2", vector=near, themes=("위로/응원",))
+    others = [song(i, "슬픔", themes=("이별",)) for i in range(3, 8)]
+    cands = [(s, 0.9) for s in (ballad, comfort, *others)]
+    req = {"intent": "recommend", "prefer_themes": ("위로/응원",)}
+    leaned = plan(req, sad, k=5)
+    assert leaned.prefer_themes == ("위로/응원",) and leaned.filter.themes == ()
+    assert any("위로" in n for n in leaned.notes)
+    top = pick(leaned, cands, 5)
+    assert top[0].song.song_id == "s2" and len(top) == 5  # leaned, not limited
+    assert "지친 마음에 위로" in reason(top[0], leaned, 0, set())
+    plain = pick(plan({"intent": "recommend"}, sad, k=5), cands, 5)
+    assert plain[0].song.song_id != "s2"  # without the lean the closer mood wins
+    named = plan({**req, "themes": ("이별",)}, sad, k=5)
+    assert named.prefer_themes == () and named.filter.themes == ("이별",)
+    # "다른 거" keeps leaning (the thread carries it)
+    again = plan({"intent": "refine", "refinement": "other"}, sad, k=5, last=leaned.request,
+                 last_songs=[comfort])
+    assert again.prefer_themes == ("위로/응원",) and "s2" in again.exclude

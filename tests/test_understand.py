@@ -583,3 +583,21 @@ def test_several_smalltalk_pieces_in_one_message_are_still_smalltalk():
         assert (req.intent, req.smalltalk) == ("smalltalk", kind), text
     assert understand("ㅇㅋ 힙합 틀어줘", lex, has_thread=True).intent != "smalltalk"
     assert understand("고마워 근데 좀 우울해", lex, has_thread=True).intent == "recommend"
+
+
+@pytest.mark.parametrize(("text", "lean"), [
+    ("오늘 너무 지치고 우울해", True),
+    ("회사일 때문에 너무 힘들다", True),
+    ("요즘 번아웃 와서 아무것도 하기 싫어", True),
+    ("so tired today", True),
+    ("헤어져서 너무 힘들어", False),  # heartbroken: the breakup theme is what they said
+    ("이별 노래 틀어줘 지쳤어", False),  # a theme named outright wins
+    ("오늘 하나도 안 힘들어", False),  # negated
+    ("신나는 노래 틀어줘", False),
+])
+def test_worn_out_messages_lean_toward_comfort(lex, text, lean):
+    req = ask(lex, text)
+    assert req.intent == "recommend"
+    assert (req.prefer_themes == ("위로/응원",)) is lean, req
+    assert "prefer_themes" not in req.as_dict()  # inferred, not asked: a trace only
+    assert ("prefer_themes" in req.as_dict(trace=True)) is lean
