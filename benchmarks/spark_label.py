@@ -21,7 +21,8 @@ The projection assumes: one executor core runs one task (N executors × 1 core =
 partitions), every partition loads the model once (inside ``t_fixed``), the songs spread evenly,
 there is no shuffle of lyrics (only the small dedup keys move), and ``e`` measured on 2 local cores
 holds at N (for N = 1, e = 1). It ignores stragglers, executor start-up on a cluster, and the
-driver's merge growing with the catalogue (about a second per 100k songs of JSON).
+driver's merge growing with the catalogue (measured apart by ``merge_memory``: streamed, its
+memory stays flat; loading every song would need gigabytes at 700k).
 
 Results: table on stdout, JSON in ``benchmarks/results/spark_label.json``. The lyrics come from
 ``../shared/data/songs/melon_lyrics.csv`` (a temporary Parquet copy for Spark) and are never
@@ -152,7 +153,70 @@ def measure(n_songs: int = 640, partitions: tuple[int, ...] = (1, 2), quick: boo
                     "executor start-up and the driver's merge"),
     }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["merge"] = merge_memory(20_000 if quick else 200_000)
     return result
+
+
+_MERGE_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+how, parts, out = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+t = time.perf_counter()
+if how == "stream":
+    from training.label_spark import _write_catalogue
+    _write_catalogue(out, out.with_name("none.partial"), parts, 0)
+else:  # the obvious alternative: every song as an object, sorted, then Catalog.save
+    from indexing.catalog import Catalog, Song
+    rows = []
+    for f in sorted(parts.glob("*.jsonl")):
+        for line in f.open(encoding="utf-8"):
+            pos, d = json.loads(line)
+            rows.append((pos, Song.from_json(d)))
+    rows.sort(key=lambda r: r[0])
+    Catalog([s for _, s in rows]).save(out)
+peak = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+print(json.dumps({"seconds": round(time.perf_counter() - t, 2), "peak_rss_mb": round(peak / 1024)}))
+"""
+
+
+def merge_memory(n_songs: int = 200_000, files: int = 16) -> dict[str, Any]:
+    """The driver's last step at scale: ``n_songs`` labelled songs in ``files`` part files
+    merged into one catalogue in input order, streamed (``_write_catalogue``) vs every song
+    loaded and sorted. Each in its own process, so peak RSS is its own."""
+    import json
+    import random
+    import subprocess
+    import sys
+
+    from indexing.catalog import load_default
+
+    root = Path(__file__).resolve().parents[1]
+    base = [s.to_json() for s in load_default()]
+    rng = random.Random(0)
+    order = list(range(n_songs))
+    rng.shuffle(order)  # a partition's rows are not in input order after the repartition
+    out: dict[str, Any] = {"songs": n_songs, "part_files": files}
+    with tempfile.TemporaryDirectory() as td:
+        parts = Path(td) / "parts"
+        parts.mkdir()
+        handles = [(parts / f"run000-p{i:05d}-a0.jsonl").open("w", encoding="utf-8")
+                   for i in range(files)]
+        for k, pos in enumerate(order):
+            d = dict(base[pos % len(base)], song_id=f"bench:{pos}")
+            handles[k % files].write(json.dumps([pos, d], ensure_ascii=False) + "\n")
+        for h in handles:
+            h.close()
+        for how in ("stream", "load_all"):
+            done = subprocess.run([sys.executable, "-c", _MERGE_CHILD, str(root), how,
+                                   str(parts), str(Path(td) / f"{how}.jsonl")],
+                                  capture_output=True, text=True, check=True)
+            out[how] = json.loads(done.stdout.strip().splitlines()[-1])
+        a, b = (Path(td) / "stream.jsonl").read_bytes(), (Path(td) / "load_all.jsonl").read_bytes()
+        out["identical_output"] = a == b
+    per_song = out["load_all"]["peak_rss_mb"] / n_songs
+    out["load_all_projected_700k_gb"] = round(per_song * PROJECT_SONGS / 1024, 1)
+    return out
 
 
 def table(result: dict[str, Any]) -> str:
@@ -173,6 +237,16 @@ def table(result: dict[str, Any]) -> str:
               "| executors N | T(700k) hours |", "|---|---|"]
     lines += [f"| {n} | {h} |" for n, h in m["T_hours"].items()]
     lines += ["", f"assumes: {m['assumes']}", f"load average: {result['load_average']}"]
+    mm = result.get("merge")
+    if mm:
+        lines += ["", f"driver merge of {mm['songs']:,} labelled songs from {mm['part_files']} "
+                  "part files (identical output: " + str(mm["identical_output"]) + ")", "",
+                  "| merge | seconds | peak RSS MB |", "|---|---|---|",
+                  f"| streamed (heapq over sorted part files) | {mm['stream']['seconds']} | "
+                  f"{mm['stream']['peak_rss_mb']} |",
+                  f"| every song loaded and sorted | {mm['load_all']['seconds']} | "
+                  f"{mm['load_all']['peak_rss_mb']} |",
+                  f"(loading all would need ≈ {mm['load_all_projected_700k_gb']} GB at 700k)"]
     return "\n".join(lines)
 
 

@@ -72,11 +72,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.catalog import Catalog, Song, normalise
+from indexing.catalog import Song, normalise
 from training.label import (
     LabelReport,
     SongText,
-    _read_partial,
     log_held_out,
     song_chunks,
     song_id_for,
@@ -312,25 +311,108 @@ def _label_partition(batches: Iterator[Any], *, model_dir: str, shipped: bool, v
 
 
 # ---------------------------------------------------------------------------------- driver
-def _read_parts(parts_dir: Path, run: int | None = None) -> list[tuple[int, int, Song]]:
-    """(run, pos, song) of every complete line in the part files (a torn last line is
-    relabelled, as in ``label_songs``); ``run`` limits it to one run."""
-    out: list[tuple[int, int, Song]] = []
-    if not parts_dir.is_dir():
-        return out
-    for f in sorted(parts_dir.glob("run*-p*-a*.jsonl")):
-        r = int(f.name[3:6])
-        if run is not None and r != run:
-            continue
-        with f.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
+def _song_lines(path: Path, *, part: bool) -> Iterator[tuple[int, Song]]:
+    """``(pos, song)`` of every complete line of a partial output (``part=False``; pos = line
+    number) or a part file (``[pos, song]`` lines). A torn last line after a kill is skipped:
+    that song is labelled again, as in ``label_songs``."""
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh):
+            try:
+                if part:
                     pos, d = json.loads(line)
-                    out.append((r, int(pos), Song.from_json(d)))
-                except Exception:  # a torn line after a kill: relabel that song
-                    continue
-    out.sort(key=lambda t: (t[0], t[1]))
-    return out
+                else:
+                    pos, d = n, json.loads(line)
+                yield int(pos), Song.from_json(d)
+            except Exception:
+                continue
+
+
+def _part_files(parts_dir: Path) -> dict[int, list[Path]]:
+    """Part files by run number (``run<run>-p<partition>-a<attempt>.jsonl``)."""
+    runs: dict[int, list[Path]] = {}
+    if parts_dir.is_dir():
+        for f in sorted(parts_dir.glob("run*-p*-a*.jsonl")):
+            runs.setdefault(int(f.name[3:6]), []).append(f)
+    return runs
+
+
+def _in_input_order(files: list[Path]) -> Iterator[tuple[int, Song]]:
+    """One run's songs in input order, holding one part file in memory at a time.
+
+    Why not load every song and sort: a Kakao Arena–sized run is 700k songs, ~6 KB each as
+    Python objects (4 GB on the driver). Each part file is sorted on its own (a partition's
+    rows are not in input order after the round-robin repartition), spilled as ``pos`` + raw
+    line, and the files are merged with ``heapq.merge``.
+    """
+    import heapq
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="moodtune-label-merge-") as tmp:
+        sorted_files = []
+        for i, f in enumerate(files):
+            rows: list[tuple[int, str]] = []
+            with f.open(encoding="utf-8") as fh:
+                for line in fh:  # sorted as raw lines: songs are parsed once, in the merge
+                    try:
+                        rows.append((int(json.loads(line)[0]), line))
+                    except Exception:  # a torn last line: that song is labelled again
+                        continue
+            rows.sort(key=lambda r: r[0])
+            out = Path(tmp) / f"{i}.jsonl"
+            with out.open("w", encoding="utf-8") as fh:
+                fh.writelines(line if line.endswith("\n") else line + "\n" for _, line in rows)
+            sorted_files.append(out)
+            del rows
+        yield from heapq.merge(*(_song_lines(f, part=True) for f in sorted_files),
+                               key=lambda r: r[0])
+
+
+def _done_so_far(partial: Path, parts_dir: Path) -> tuple[set[str], set[str]]:
+    """Song ids and title/artist keys that earlier runs finished (ids and keys only: the
+    songs themselves are streamed again when the catalogue is written)."""
+    ids: set[str] = set()
+    keys: set[str] = set()
+    sources = [(partial, False)] if partial.exists() else []
+    sources += [(f, True) for files in _part_files(parts_dir).values() for f in files]
+    for path, part in sources:
+        for _, song in _song_lines(path, part=part):
+            ids.add(song.song_id)
+            keys.add(f"{normalise(song.title)}\x1f{normalise(song.artist)}")
+    return ids, keys
+
+
+def _write_catalogue(out_path: Path, partial: Path, parts_dir: Path, run: int) -> tuple[int, int]:
+    """Stream the catalogue atomically: the local engine's partial output, earlier runs' songs
+    (run by run, in input order), then this run's; a song id only once (a retried task writes
+    its songs twice). Returns ``(songs written, of them from this run)``."""
+    import os
+    import tempfile
+
+    runs = _part_files(parts_dir)
+    written: set[str] = set()
+    new = 0
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out_path.name, suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            streams: list[tuple[int | None, Iterator[tuple[int, Song]]]] = []
+            if partial.exists():
+                streams.append((None, _song_lines(partial, part=False)))
+            streams += [(r, _in_input_order(runs[r])) for r in sorted(runs)]
+            for r, stream in streams:
+                for _, song in stream:
+                    if song.song_id in written:
+                        continue
+                    written.add(song.song_id)
+                    new += r == run
+                    fh.write(json.dumps(song.to_json(), ensure_ascii=False) + "\n")
+        if not written:
+            raise ValueError("no song could be labelled: every input was empty or a duplicate")
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(written), new
 
 
 def _count_lines(files: dict[Path, int], parts_dir: Path, run: int) -> int:
@@ -386,15 +468,12 @@ def label_spark(
         shutil.rmtree(parts_dir, ignore_errors=True)
 
     # What earlier runs finished: the local engine's partial output, then the part files.
-    done = _read_partial(partial)
-    earlier = _read_parts(parts_dir)
-    for _, _, s in earlier:
-        done.setdefault(s.song_id, s)
-    run = 1 + max((int(f.name[3:6]) for f in parts_dir.glob("run*-p*-a*.jsonl")), default=-1)
-    report = SparkLabelReport(skipped_done=len(done))
+    done_ids, done_keys = _done_so_far(partial, parts_dir)
+    run = 1 + max(_part_files(parts_dir), default=-1)
+    report = SparkLabelReport(skipped_done=len(done_ids))
     sc = spark.sparkContext
-    done_b = sc.broadcast((frozenset(done), frozenset(
-        f"{normalise(s.title)}\x1f{normalise(s.artist)}" for s in done.values())))
+    done_b = sc.broadcast((frozenset(done_ids), frozenset(done_keys)))
+    del done_keys
 
     core = _as_core(spark, songs)
     prep = core.mapInPandas(lambda it: _prepare(it, max_chars, done_b), _PREP_SCHEMA)
@@ -453,14 +532,8 @@ def label_spark(
     report.chunks = sum(s["chunks"] for s in stats)
     for s in report.partitions:
         report.disagreed.extend(tuple(d) for d in json.loads(s["disagreed"]))
-    for _, _, song in _read_parts(parts_dir, run):
-        if song.song_id not in done:  # a retried task wrote its songs twice
-            done[song.song_id] = song
-            report.labelled += 1
+    _, report.labelled = _write_catalogue(out_path, partial, parts_dir, run)
     report.seconds = time.perf_counter() - t_start
-    if not done:
-        raise ValueError("no song could be labelled: every input was empty or a duplicate")
-    Catalog(done.values()).save(out_path)
     partial.unlink(missing_ok=True)
     shutil.rmtree(parts_dir, ignore_errors=True)
     log(f"labelled {report.labelled} songs on Spark ({len(stats)} partitions, "
