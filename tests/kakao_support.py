@@ -155,3 +155,32 @@ async def metrics_text(client: TestClient, token: str | None = None) -> str:
     resp = await client.get("/metrics", headers=headers)
     assert resp.status == 200
     return await resp.text()
+
+
+@asynccontextmanager
+async def serving(serve: Any, engine: Recommender, settings: Any, probe: str
+                  ) -> AsyncIterator[Any]:
+    """``serve(engine, settings)`` running as a task, once ``probe`` (a /healthz URL) answers;
+    yields an aiohttp client session. On exit the server is cancelled (it must end with
+    CancelledError, releasing its ports) and the engine closed."""
+    import pytest
+    from aiohttp import ClientSession
+
+    task = asyncio.create_task(serve(engine, settings))
+    try:
+        async with ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(probe) as resp:
+                        assert resp.status == 200
+                        break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail(f"server did not start ({probe})")
+            yield http
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await engine.close()

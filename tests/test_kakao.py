@@ -6,7 +6,6 @@ callback flow, HTTP hardening and privacy have their own ``test_kakao_*.py`` fil
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -15,7 +14,6 @@ import socket
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
 
 from bot.engine import Recommender
 from bot.feedback import KAKAO_REPLIES
@@ -40,6 +38,7 @@ from tests.kakao_support import (
     metric_value,
     post,
     reply,
+    serving,
     texts,
 )
 
@@ -383,25 +382,10 @@ async def test_serve_runs_until_cancelled(tmp_path, index):
         port = s.getsockname()[1]
     settings = make_settings(tmp_path, kakao_host="127.0.0.1", kakao_port=port)
     engine = Recommender(settings, KeywordClassifier(), index, None)
-    task = asyncio.create_task(serve(engine, settings))
-    try:
-        async with ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                        assert resp.status == 200
-                        break
-                except OSError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("server did not start")
-            async with http.post(f"http://127.0.0.1:{port}{SKILL_PATH}",
-                                 json=kakao_payload("평화")) as resp:
-                assert resp.status == 200
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await engine.close()
+    base = f"http://127.0.0.1:{port}"
+    async with serving(serve, engine, settings, base + "/healthz") as http:
+        resp = await http.post(base + SKILL_PATH, json=kakao_payload("평화"))
+        assert resp.status == 200
+        resp.release()
     with socket.socket() as s:  # the port was released
         s.bind(("127.0.0.1", port))

@@ -28,7 +28,7 @@ from bot.store import Store
 from bot.web.session import COOKIE_NAME, CSRF_HEADER
 from inference.keyword import KeywordClassifier
 from tests.fakes import make_settings
-from tests.kakao_support import LOCAL_CALLBACKS, kakao_payload, texts
+from tests.kakao_support import LOCAL_CALLBACKS, kakao_payload, serving, texts
 
 TRACK_FIELDS = {"position", "title", "artist", "genre", "link", "reason", "facets"}
 
@@ -315,10 +315,6 @@ async def test_kakao_routes_are_absent_when_kakao_is_off(tmp_path, index):
 async def test_the_kakao_only_port_serves_the_skill_and_probes_but_not_the_page(tmp_path, index):
     """KAKAO_PORT (opened to Kakao's servers) next to WEB_PORT: the skill, /healthz and /metrics
     answer on both; the chat page, its API and the admin dashboard only on WEB_PORT."""
-    import asyncio
-
-    from aiohttp import ClientSession
-
     from bot.server import serve
 
     ports = []
@@ -331,38 +327,22 @@ async def test_the_kakao_only_port_serves_the_skill_and_probes_but_not_the_page(
                              kakao_enabled=True, kakao_host="127.0.0.1", kakao_port=kakao_port,
                              admin_token="a" * 32)
     engine = Recommender(settings, KeywordClassifier(), index, None)
-    task = asyncio.create_task(serve(engine, settings))
-    try:
-        async with ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"http://127.0.0.1:{kakao_port}/healthz") as resp:
-                        assert resp.status == 200
-                        break
-                except OSError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("server did not start")
-            kakao, site = f"http://127.0.0.1:{kakao_port}", f"http://127.0.0.1:{web_port}"
-            for path in ("/", "/api/session", "/admin", "/static/app.js"):
-                async with http.get(kakao + path) as resp:
-                    assert resp.status == 404, path
-                    assert (await resp.json())["code"] == "kakao_port"
-            async with http.post(kakao + SKILL_PATH, json=kakao_payload("평화")) as resp:
-                assert resp.status == 200
-            async with http.get(kakao + "/metrics") as resp:
-                assert resp.status == 200
-            async with http.get(site + "/") as resp:
-                assert resp.status == 200
-            async with http.get(site + "/api/session") as resp:
-                assert resp.status == 200
-            async with http.post(site + SKILL_PATH, json=kakao_payload("평화")) as resp:
-                assert resp.status == 200
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await engine.close()
+    kakao, site = f"http://127.0.0.1:{kakao_port}", f"http://127.0.0.1:{web_port}"
+    async with serving(serve, engine, settings, kakao + "/healthz") as http:
+        for path in ("/", "/api/session", "/admin", "/static/app.js"):
+            async with http.get(kakao + path) as resp:
+                assert resp.status == 404, path
+                assert (await resp.json())["code"] == "kakao_port"
+        async with http.post(kakao + SKILL_PATH, json=kakao_payload("평화")) as resp:
+            assert resp.status == 200
+        async with http.get(kakao + "/metrics") as resp:
+            assert resp.status == 200
+        async with http.get(site + "/") as resp:
+            assert resp.status == 200
+        async with http.get(site + "/api/session") as resp:
+            assert resp.status == 200
+        async with http.post(site + SKILL_PATH, json=kakao_payload("평화")) as resp:
+            assert resp.status == 200
 
 
 async def test_healthz_and_metrics(web):
