@@ -223,6 +223,23 @@ async def test_kakao_delete_confirmed_on_b_for_a_question_asked_on_a(replicas) -
     assert "삭제했어요" not in again  # spent everywhere, not only where it was used
 
 
+async def test_kakao_cancel_tapped_on_b_cancels_a_question_asked_on_a(replicas) -> None:
+    """"취소" is a command only while a deletion is pending; the tap carries the question's
+    signed token, so B knows it is one even though A asked. Another user's token does not."""
+    a, b = replicas
+    shared = {"secret_key": SecretStr("one-secret-for-every-replica-0123456789")}
+    skills = [Skill(r, r.settings.model_copy(update=shared)) for r in (a, b)]
+    asked = await skills[0].handle(parse_skill_request(kakao_payload("내 정보 삭제", user_id="c1")))
+    cancel = asked["template"]["quickReplies"][1]
+    assert cancel["label"] == "취소" and "forget_cancel" in cancel["extra"]
+    tap = kakao_payload("취소", user_id="c1", client_extra=cancel["extra"])
+    out = json.dumps(await skills[1].handle(parse_skill_request(tap)), ensure_ascii=False)
+    assert "취소했어요" in out
+    stolen = kakao_payload("취소", user_id="c2", client_extra=cancel["extra"])
+    out = json.dumps(await skills[1].handle(parse_skill_request(stolen)), ensure_ascii=False)
+    assert "취소했어요" not in out  # for c2 it is just a message to the recommender
+
+
 async def test_without_a_shared_secret_b_refuses_a_s_token(replicas) -> None:
     """Each replica's own key file: the same tap is refused on B (the reason SECRET_KEY exists;
     the README's deployment sets it)."""

@@ -86,6 +86,7 @@ class SkillRequest:
     command: Command = Command.RECOMMEND
     tap: FeedbackTap | None = None  # when ``command`` is FEEDBACK
     forget_token: str | None = None  # the confirmation a tapped "삭제할게요" carries
+    cancel_token: str | None = None  # the same question's token on a tapped "취소"
 
     @property
     def engine_user(self) -> str:
@@ -136,12 +137,12 @@ def _mood(raw: object) -> str | None:
         return None  # a stale or foreign button: re-recommend from the user's last mood instead
 
 
-def _forget_token(extra: Mapping[str, Any]) -> str | None:
-    raw = extra.get("forget")
+def _forget_token(extra: Mapping[str, Any], key: str = "forget") -> str | None:
+    raw = extra.get(key)
     if raw is None:
         return None
     if not isinstance(raw, str) or not _REC_ID.match(raw):
-        raise SkillRequestError("action.clientExtra.forget must be a short token string")
+        raise SkillRequestError(f"action.clientExtra.{key} must be a short token string")
     return raw
 
 
@@ -162,8 +163,11 @@ def _field(obj: Mapping[str, Any], key: str, where: str, kind: type, *,
 _JSON_NAMES: dict[type, str] = {dict: "an object", str: "a string", list: "an array"}
 
 
-def _command(utterance: str, tap: FeedbackTap | None, token: str | None) -> Command:
+def _command(utterance: str, tap: FeedbackTap | None, token: str | None,
+             cancel: str | None = None) -> Command:
     key = _key(utterance)
+    if cancel is not None:
+        return Command.FORGET_CANCEL
     if token is not None or key == _key(CONFIRM_LABEL):
         return Command.FORGET_CONFIRM
     if tap is not None or key in _TYPED_FEEDBACK:
@@ -213,10 +217,12 @@ def parse_skill_request(body: object) -> SkillRequest:
             f"action.clientExtra must be an object or null, got {_json_type(extra)}")
     tap = _feedback_tap(extra)
     token = _forget_token(extra)
-    command = _command(utterance, tap, token)
+    cancel = _forget_token(extra, "forget_cancel")
+    command = _command(utterance, tap, token, cancel)
     if command is Command.FEEDBACK and tap is None:  # typed, or a tap whose extra was lost
         tap = FeedbackTap(_TYPED_FEEDBACK[_key(utterance)])
-    return SkillRequest(utterance, user_id, user_type, callback, extra, command, tap, token)
+    return SkillRequest(utterance, user_id, user_type, callback, extra, command, tap, token,
+                        cancel)
 
 
 def _json_type(value: object) -> str:

@@ -250,12 +250,14 @@ def rate_limited_response(wait_s: float, per_minute: int, *, feedback: bool = Fa
 
 
 def forget_question_response(token: str, window_s: float) -> dict[str, Any]:
-    """"Delete everything?" with the two answers; the confirm tap carries ``token``."""
+    """"Delete everything?" with the two answers; both taps carry ``token`` (signed, so the
+    replica that receives the answer need not be the one that asked)."""
     minutes = max(1, round(window_s / 60))
     return text_response(TEXT_FORGET_QUESTION.format(minutes=minutes), [
         {"label": CONFIRM_LABEL, "action": "message", "messageText": CONFIRM_LABEL,
          "extra": {"forget": token}},
-        {"label": CANCEL_LABEL, "action": "message", "messageText": CANCEL_LABEL},
+        {"label": CANCEL_LABEL, "action": "message", "messageText": CANCEL_LABEL,
+         "extra": {"forget_cancel": token}},
     ])
 
 

@@ -134,10 +134,15 @@ class Skill:
     # -- top level ----------------------------------------------------------------------------
     def route(self, req: SkillRequest) -> Command:
         """The command words name, resolved against state: "취소" cancels only a pending
-        deletion; otherwise it is an ordinary message."""
-        if req.command is Command.FORGET_CANCEL and self.forget_pending.peek(req.user_id) is None:
-            return Command.RECOMMEND
-        return req.command
+        deletion (asked here, or the tap carries a live token from any replica); otherwise it
+        is an ordinary message."""
+        if req.command is not Command.FORGET_CANCEL:
+            return req.command
+        if self.forget_pending.peek(req.user_id) is not None:
+            return req.command
+        live = req.cancel_token is not None and self.forget_tokens.check(req.user_id,
+                                                                        req.cancel_token)
+        return req.command if live else Command.RECOMMEND
 
     async def handle(self, req: SkillRequest) -> dict[str, Any]:
         """Rate-limit (per kind of request), then answer within the deadline."""
