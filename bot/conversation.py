@@ -141,6 +141,14 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
         exclude.add(seed.song_id)
         notes.append(f"「{seed.title}」와 비슷한 분위기로")
     strategy = eff.get("strategy", "match")
+    if (strategy == "match" and not refinement and seed is None and not eff.get("mood")
+            and not eff.get("energy") and LABELS[int(np.argmax(target))] == "긴장"):
+        # Nervous ("내일 면접인데 너무 떨려") and asking nothing in particular: matching tension
+        # answered with dark, driving tracks. Start there and settle toward calm (a lift).
+        strategy = "lift"
+        eff["strategy"], eff["target_mood"] = "lift", "평화"
+        if not eff.get("themes"):
+            eff.setdefault("prefer_themes", ["위로/응원"])  # and lean on encouragement
     targets = [target]
     if strategy == "lift":
         now = LABELS[int(np.argmax(target))]
@@ -158,8 +166,8 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     prefer = () if flt.themes else tuple(eff.get("prefer_themes") or ())
     if not prefer:
         eff.pop("prefer_themes", None)
-    elif not refinement:
-        notes.append("지친 마음에 위로가 되는 곡을 섞어서")
+    elif not refinement and _lean_words(prefer[0], target)[0]:
+        notes.append(_lean_words(prefer[0], target)[0])
     eff["refinement"] = None
     return Plan(targets=targets, filter=flt, exclude=exclude, strategy=strategy, seed=seed,
                 max_per_artist=k if flt.artists else 1, notes=notes, prefer_themes=prefer,
@@ -207,6 +215,20 @@ def relaxations(flt: SongFilter) -> list[tuple[SongFilter, str | None]]:
 _DEFAULT_WEIGHTS = RankWeights()
 
 
+#: How a lean is said: (in the answer's first line, on a track that has the theme), by the
+#: theme and the mood it answers (``None``: any mood).
+PREFER_WORDS: dict[tuple[str, str | None], tuple[str, str]] = {
+    ("위로/응원", "긴장"): ("떨리는 마음에 힘이 되는 곡을 섞어서", "응원이 되는 곡"),
+    ("위로/응원", None): ("지친 마음에 위로가 되는 곡을 섞어서", "지친 마음에 위로"),
+    ("사랑", None): ("축하해요! 설레는 사랑 노래 위주로", "사랑 노래"),
+    ("설렘", None): ("축하해요! 설레는 노래 위주로", "설레는 노래"),
+}
+
+
+def _lean_words(theme: str, mood: np.ndarray) -> tuple[str, str]:
+    top = LABELS[int(np.argmax(mood))]
+    return PREFER_WORDS.get((theme, top)) or PREFER_WORDS.get((theme, None)) or (
+        "", f"테마: {theme}")
 #: Relevance added to a song with a preferred theme (a mood match is worth up to 1.0). Chosen by
 #: looking at the answers to five worn-out messages × 3 users: 0.12 gave 1–2 comfort songs of 5
 #: (33 %), 0.2 about half (53 %: "어른", "야생화", "사건의 지평선" beside sad songs), 0.3 two
@@ -262,7 +284,7 @@ def reason(ranked: Ranked, plan_: Plan, position: int, used: set[str]) -> str:
     facet = None
     for theme in p.prefer_themes:  # why it was leaned toward: said on every such track
         if theme in s.themes:
-            parts.append("지친 마음에 위로" if theme == "위로/응원" else f"테마: {theme}")
+            parts.append(_lean_words(theme, p.targets[0])[1])
             used.add(f"theme:{theme}")
             break
     for theme in s.themes:

@@ -14,7 +14,8 @@ Each rule is a convex move, so the output is still a probability vector:
 - negation: the negated mood keeps ``NEGATION_KEEP`` of its mass; the rest goes to where "not X"
   lands (``NEGATION_TARGET``);
 - sarcasm: 기쁨 and 평화 hand ``SARCASM_MOVE`` of their mass to the negative mood behind it;
-- a hinted mood (nerves, boredom, a plain day, English words, sarcasm, relief): ``v ← (1−w)·v + w·onehot``
+- a hinted mood (nerves, boredom, a plain day, English words, sarcasm, relief, good news told
+  as an event — "100일이야!", "합격했어"): ``v ← (1−w)·v + w·onehot``
   with ``w = HINT_WEIGHT[rule]``.
 """
 
@@ -28,7 +29,8 @@ from inference.emotions import LABELS, NUM_EMOTIONS, index_of
 __all__ = ["HINT_WEIGHT", "NEGATION_ALSO", "NEGATION_KEEP", "NEGATION_TARGET", "RULES", "SARCASM_MOVE", "adjust_mood"]
 
 #: Rule names in the order they are applied (also what ``adjust_mood`` reports).
-RULES: tuple[str, ...] = ("negation", "sarcasm", "nerves", "boredom", "plain", "english", "relief")
+RULES: tuple[str, ...] = ("negation", "sarcasm", "nerves", "boredom", "plain", "english", "relief",
+                          "celebration")
 
 #: Share of a negated mood's mass it keeps ("별로 안 우울해" still carries a trace of the topic).
 NEGATION_KEEP = 0.1
@@ -57,6 +59,7 @@ HINT_WEIGHT: dict[str, float] = {
     "plain": 0.6,
     "english": 0.7,
     "relief": 0.5,
+    "celebration": 0.6,
 }
 
 

@@ -283,6 +283,15 @@ _NEGATIVE_MOODS = ("슬픔", "분노", "긴장")
 #: Worn out (not heartbroken): the answer leans toward comfort songs (``prefer_themes``).
 _WORN_OUT = re.compile(r"지쳐|지친|지치|피곤|힘들|힘든|힘드|고단|번아웃|녹초|기진맥진|탈진|기운없|의욕없"
                        r"|tired|exhausted|burnout|burnedout|worn")
+#: Good news said as an event, which the classifier (trained on sentences that name their
+#: feeling) misreads: an anniversary, a pass, a promotion, a payday.
+_CELEBRATE = re.compile(
+    r"\d+일(?:이야|이다|이에요|이네|째|기념)|기념일|\d+주년|생일(?:이야|이다|이에요|이라|축하)"
+    r"|합격했|합격함|합격이|붙었|승진|취업했|취직했|졸업했|결혼했|결혼해요|결혼한다|결혼식"
+    r"|고백받|고백을받|사귀게|사귀기로|월급(?:들어|날|받)|보너스|상받|상을받|상탔|우승했|우승이"
+)
+_COUPLE = re.compile(r"여자친구|남자친구|여친|남친|애인|연인|커플|와이프|남편|아내|\d+일|기념일|주년"
+                     r"|고백|사귀")
 #: ... unless the weariness is heartbreak: then the breakup songs are the right match.
 _HEARTBROKEN = re.compile(r"헤어|이별|차였|차이고|전남친|전여친|전애인|실연|짝사랑|breakup|heartbr")
 
@@ -1168,6 +1177,9 @@ def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Requ
     if sarcastic:
         cues.append("sarcasm")
         hint = sarcastic
+    elif _CELEBRATE.search(m_c) and not (feelings & set(_NEGATIVE_MOODS)) and negated != "기쁨":
+        cues.append("celebration")  # "여자친구랑 100일이야!" read as 긴장 0.78 by the classifier
+        hint = "기쁨"
     elif _nerves(m_c, neg_spans):
         cues.append("nerves")
         hint = "긴장"
@@ -1202,7 +1214,9 @@ def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Requ
     if "기분전환" in m_c and "기분전환" not in situations:
         situations.insert(0, "기분전환")
     prefer: tuple[str, ...] = ()
-    if (not themes and negated != "슬픔" and _WORN_OUT.search(m_c)
+    if not themes and "celebration" in cues and _COUPLE.search(m_c):
+        prefer = ("사랑", "설렘")  # an anniversary or a confession: love songs, happy ones
+    elif (not themes and negated != "슬픔" and _WORN_OUT.search(m_c)
             and not _HEARTBROKEN.search(m_c)):
         # "오늘 너무 지치고 우울해": a mood match alone answers with breakup ballads (the
         # catalogue's sad songs are mostly about a breakup). Worn out is not heartbroken: lean

@@ -146,3 +146,27 @@ def test_worn_out_leans_toward_comfort_songs_without_requiring_them():
     again = plan({"intent": "refine", "refinement": "other"}, sad, k=5, last=leaned.request,
                  last_songs=[comfort])
     assert again.prefer_themes == ("위로/응원",) and "s2" in again.exclude
+
+
+def test_nerves_without_an_ask_settle_toward_calm_with_encouragement():
+    """"내일 면접인데 너무 떨려" was answered with five dark, driving tracks (the mood match):
+    now the list starts at the tension and settles toward calm, leaning on encouraging songs.
+    Asking for tension ("긴장감 있는 노래") or for energy still gets exactly that."""
+    tense = mood_vector("긴장")
+    p = plan({"intent": "recommend"}, tense, k=5)
+    assert p.strategy == "lift" and p.request["target_mood"] == "평화"
+    assert p.prefer_themes == ("위로/응원",)
+    assert LABELS[int(np.argmax(p.targets[0]))] == "긴장"
+    assert LABELS[int(np.argmax(p.targets[-1]))] == "평화"
+    assert any("떨리는 마음" in n for n in p.notes)
+    assert plan({"intent": "recommend", "mood": "긴장"}, tense, k=5).strategy == "match"
+    assert plan({"intent": "recommend", "energy": "up"}, tense, k=5).strategy == "match"
+    assert plan({"intent": "recommend"}, mood_vector("분노"), k=5).strategy == "match"  # venting
+
+
+def test_an_anniversary_leans_toward_love_songs_and_says_so():
+    req = {"intent": "recommend", "prefer_themes": ("사랑", "설렘")}
+    p = plan(req, mood_vector("기쁨"), k=5)
+    assert any("사랑 노래" in n for n in p.notes)
+    love = song(1, "기쁨", themes=("사랑",))
+    assert "사랑 노래" in reason(Ranked(love, 1.0, 0.9, None, 0.0), p, 0, set())

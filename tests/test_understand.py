@@ -440,6 +440,13 @@ def test_speed_sanity(lex):
 # ---- the mood rule layer --------------------------------------------------------------------
 #: Tuning sentences for the rules (written for tuning; the held-out probe is a separate file).
 DEV_MOOD: list[tuple[str, str, str]] = [
+    # good news told as an event (the weight of "celebration" was set on these)
+    ("여자친구랑 100일이야!", "기쁨", "celebration"),
+    ("남친이랑 1주년 기념일", "기쁨", "celebration"),
+    ("오늘 고백 받았어", "기쁨", "celebration"),
+    ("나 승진했어!!", "기쁨", "celebration"),
+    ("드디어 취업했다", "기쁨", "celebration"),
+    ("면접 붙었어", "기쁨", "celebration"),
     ("우울하지는 않아 그냥 좀 졸려", "중립", "negation"),
     ("별로 안 슬퍼 괜찮아", "중립", "negation"),
     ("화 하나도 안 났어", "중립", "negation"),
@@ -601,3 +608,20 @@ def test_worn_out_messages_lean_toward_comfort(lex, text, lean):
     assert (req.prefer_themes == ("위로/응원",)) is lean, req
     assert "prefer_themes" not in req.as_dict()  # inferred, not asked: a trace only
     assert ("prefer_themes" in req.as_dict(trace=True)) is lean
+
+
+@pytest.mark.parametrize(("text", "celebrates", "love"), [
+    ("여자친구랑 100일이야!", True, True),
+    ("오늘 고백 받았어", True, True),
+    ("나 승진했어!!", True, False),
+    ("1주년인데 헤어졌어", False, False),  # bad news on a good day: not a celebration
+    ("시험 합격했네 퍽이나^^", False, False),  # sarcasm wins
+    ("생일인데 아무도 연락이 없네", False, False),
+])
+def test_good_news_told_as_an_event_reads_as_joy(lex, text, celebrates, love):
+    """The classifier read "여자친구랑 100일이야!" as 긴장 0.78 and answered with dark, tense
+    songs; an anniversary or a confession should get happy love songs."""
+    r = ask(lex, text)
+    assert ("celebration" in r.cues) is celebrates
+    assert (r.mood_hint == "기쁨") is celebrates
+    assert (r.prefer_themes == ("사랑", "설렘")) is love
