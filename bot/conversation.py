@@ -28,7 +28,7 @@ import numpy as np
 
 from bot.ranking import Ranked, RankWeights, select
 from indexing.catalog import Song
-from indexing.facets import ENERGY_LEVELS
+from indexing.facets import ENERGY_LEVELS, SEASONS, seasons_in_title
 from indexing.index import SongFilter
 from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of
 
@@ -64,6 +64,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # what we understood, for the reply text
     request: dict[str, Any] = field(default_factory=dict)  # the effective request (thread)
     prefer_themes: tuple[str, ...] = ()  # leaned toward (PREFER_BONUS), never required
+    season: str | None = None  # "봄 노래": songs titled for it (a filter, relaxed when short)
 
     @property
     def mood(self) -> np.ndarray:
@@ -89,7 +90,7 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     if refinement and last:
         eff = _carried(last, refinement, request)
     for name in ("genres", "artists", "situations", "themes", "energy", "like_song", "mood",
-                 "strategy", "target_mood", "prefer_themes"):
+                 "strategy", "target_mood", "prefer_themes", "season"):
         value = _req(request, name)
         if value not in (None, (), [], ""):
             if name == "strategy" and value == "match" and eff.get("strategy") == "lift":
@@ -159,18 +160,22 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
         targets = [((1 - a) * start + a * end).astype(np.float32)
                    for a in np.linspace(0.0, 1.0, max(k, 2))[:k]]
         notes.append(f"지금 기분에서 시작해 점점 {goal} 쪽으로")
+    season = eff.get("season") if eff.get("season") in SEASONS else None
     flt = SongFilter(genres=tuple(eff.get("genres") or ()), artists=tuple(eff.get("artists") or ()),
                      situations=tuple(eff.get("situations") or ()),
                      themes=tuple(eff.get("themes") or ()), energy_min=energy_min,
-                     energy_max=energy_max)
+                     energy_max=energy_max, seasons=(season,) if season else ())
     prefer = () if flt.themes else tuple(eff.get("prefer_themes") or ())
     if not prefer:
         eff.pop("prefer_themes", None)
     elif not refinement and _lean_words(prefer[0], target)[0]:
         notes.append(_lean_words(prefer[0], target)[0])
+    if season and not refinement:
+        notes.append(f"{season}에 어울리는 곡 위주로")
     eff["refinement"] = None
     return Plan(targets=targets, filter=flt, exclude=exclude, strategy=strategy, seed=seed,
                 max_per_artist=k if flt.artists else 1, notes=notes, prefer_themes=prefer,
+                season=season,
                 request={k_: v for k_, v in eff.items() if v not in (None, [], "")})
 
 
@@ -198,12 +203,13 @@ def _carried(last: Mapping[str, Any], refinement: str, request: Any) -> dict[str
 def relaxations(flt: SongFilter) -> list[tuple[SongFilter, str | None]]:
     """The filter, then ever looser versions of it, each with what was given up.
 
-    Least explicit first: a theme or situation is often a nice-to-have, energy next, while a
-    named artist or genre is what the person asked for — dropped last, and said.
+    Least explicit first: a theme, season or situation is often a nice-to-have (and few songs
+    are titled for a season), energy next, while a named artist or genre is what the person
+    asked for — dropped last, and said.
     """
     steps: list[tuple[SongFilter, str | None]] = [(flt, None)]
     cur = flt
-    for attrs, note in ((("themes",), "테마"), (("situations",), "상황"),
+    for attrs, note in ((("themes",), "테마"), (("seasons",), "계절"), (("situations",), "상황"),
                         (("energy_min", "energy_max"), "에너지"),
                         (("artists",), "가수"), (("genres",), "장르")):
         if any(getattr(cur, a) not in (None, ()) for a in attrs):
@@ -282,6 +288,8 @@ def reason(ranked: Ranked, plan_: Plan, position: int, used: set[str]) -> str:
         step = LABELS[int(np.argmax(p.targets[min(position, len(p.targets) - 1)]))]
         parts.append(f"{position + 1}단계: {step} 쪽")
     facet = None
+    if p.season and p.season in seasons_in_title(s.title):
+        parts.append(f"{p.season} 노래")
     for theme in p.prefer_themes:  # why it was leaned toward: said on every such track
         if theme in s.themes:
             parts.append(_lean_words(theme, p.targets[0])[1])

@@ -64,7 +64,8 @@ class Request:
     - ``negated_mood``, ``mood_hint`` and ``cues`` (the rule names that fired) are for
       ``bot.moodrules.adjust_mood``; ``text`` is the cleaned text for the classifier.
     - ``prefer_themes``: themes the answer should lean toward without being limited to them
-      (someone worn out is offered comfort songs among the sad ones, not only breakup ballads).
+      (someone worn out is offered comfort songs among the sad ones, not only breakup ballads);
+      ``season`` likewise leans toward songs titled for it ("봄에 듣기 좋은 노래").
     """
 
     intent: str
@@ -87,6 +88,7 @@ class Request:
     exclude_genres: tuple[str, ...] = ()
     exclude_artists: tuple[str, ...] = ()
     prefer_themes: tuple[str, ...] = ()
+    season: str | None = None
     cues: tuple[str, ...] = ()
     text: str = ""
 
@@ -102,7 +104,7 @@ class Request:
             v = getattr(self, f.name)
             if v in (None, (), "") or (f.name == "strategy" and v == "match"):
                 continue
-            if f.name in ("cues", "prefer_themes") and not trace:
+            if f.name in ("cues", "prefer_themes", "season") and not trace:
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -292,6 +294,19 @@ _CELEBRATE = re.compile(
 )
 _COUPLE = re.compile(r"여자친구|남자친구|여친|남친|애인|연인|커플|와이프|남편|아내|\d+일|기념일|주년"
                      r"|고백|사귀")
+#: A season asked for (on the spaced text: "해봄"/"써봄" are chat for "tried it", not spring).
+_SEASON_ASK: dict[str, re.Pattern[str]] = {k: re.compile(v) for k, v in {
+    "봄": r"(?:^|\s)봄(?!\s?(?:까|게|래|자|요))|벚꽃|spring",
+    "여름": r"여름|summer|바캉스|휴가철|해수욕",
+    "가을": r"가을|autumn|낙엽|단풍",
+    "겨울": r"겨울|winter|크리스마스|christmas|성탄|첫눈|눈\s?(?:오는|내리는|와)|연말",
+}.items()}
+
+
+def _season(spaced: str) -> str | None:
+    return next((k for k, rx in _SEASON_ASK.items() if rx.search(spaced)), None)
+
+
 #: ... unless the weariness is heartbreak: then the breakup songs are the right match.
 _HEARTBROKEN = re.compile(r"헤어|이별|차였|차이고|전남친|전여친|전애인|실연|짝사랑|breakup|heartbr")
 
@@ -1229,7 +1244,7 @@ def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Requ
         situations=tuple(situations), themes=tuple(themes), energy=energy, like_song=like_song,
         mood=mood, strategy=strategy, target_mood=target, negated_mood=negated, mood_hint=hint,
         exclude_genres=tuple(refused), exclude_artists=tuple(exclude_artists),
-        prefer_themes=prefer, cues=tuple(cues), text=full,
+        prefer_themes=prefer, season=_season(m_spaced), cues=tuple(cues), text=full,
     )
     has_slots = bool(genres or artists or unknown or situations or themes or energy or like_song
                      or mood or refused or exclude_artists)

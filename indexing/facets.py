@@ -11,16 +11,20 @@ them without a table of our own.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "ENERGY_LEVELS",
     "GENRES",
     "GENRE_ALIASES",
     "LANGS",
+    "SEASONS",
     "SITUATIONS",
     "SOURCES",
     "TEMPOS",
     "THEMES",
     "normalise_genre",
+    "seasons_in_title",
 ]
 
 #: Where a profile field came from (each field of a v2 song records one of these).
@@ -84,6 +88,23 @@ TEMPOS: tuple[str, ...] = ("slow", "mid", "fast")
 
 #: Words for energy bands, for reasons ("에너지 높음"); energy itself is a float in [0, 1].
 ENERGY_LEVELS: tuple[tuple[float, str], ...] = ((0.35, "낮음"), (0.65, "보통"), (1.01, "높음"))
+
+#: Seasons a song is *titled* for ("벚꽃 엔딩", "여름 안에서", "눈의 꽃"). Read from the title,
+#: a fact of the catalogue, not an annotation: nobody tagged songs by season, and a title that
+#: names the season is what people mean by "봄 노래". Not a hard filter, only a lean.
+SEASONS: tuple[str, ...] = ("봄", "여름", "가을", "겨울")
+_SEASON_TITLE = {
+    "봄": re.compile(r"봄|벚꽃|spring|blossom", re.I),
+    "여름": re.compile(r"여름|summer|해변", re.I),
+    "가을": re.compile(r"가을|autumn|낙엽", re.I),
+    "겨울": re.compile(r"겨울|winter|첫눈|눈의 꽃|snow|크리스마스|christmas", re.I),
+}
+
+
+def seasons_in_title(title: str) -> tuple[str, ...]:
+    """The seasons a title names (usually none)."""
+    return tuple(name for name, rx in _SEASON_TITLE.items() if rx.search(title or ""))
+
 
 #: Lyric language of a song.
 LANGS: tuple[str, ...] = ("ko", "en", "mixed", "other", "instrumental")

@@ -51,7 +51,7 @@ import numpy as np
 
 from indexing.atomic import publish, sha256, staging
 from indexing.catalog import Catalog, Song
-from indexing.facets import SITUATIONS, THEMES
+from indexing.facets import SEASONS, SITUATIONS, THEMES, seasons_in_title
 from inference.emotions import LABELS, NUM_EMOTIONS
 
 __all__ = [
@@ -122,11 +122,12 @@ class SongFilter:
     energy_min: float | None = None
     energy_max: float | None = None
     exclude_artists: tuple[str, ...] = ()
+    seasons: tuple[str, ...] = ()  # titled for one of them (``indexing.facets.seasons_in_title``)
 
     def __bool__(self) -> bool:
         return bool(self.genres or self.artists or self.situations or self.themes
                     or self.energy_min is not None or self.energy_max is not None
-                    or self.exclude_artists)
+                    or self.exclude_artists or self.seasons)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -647,7 +648,20 @@ class SongIndex:
         if flt.exclude_artists:
             codes, vocab = self._codes("artist")
             keep &= ~np.isin(codes, [vocab[a] for a in flt.exclude_artists if a in vocab])
+        if flt.seasons:
+            keep &= (self._season_bits() & np.uint8(facet_mask(flt.seasons, SEASONS))) != 0
         return keep
+
+    def _season_bits(self) -> np.ndarray:
+        """Each song's title seasons as a bitmask over ``SEASONS`` (computed once, cached)."""
+        cache = self.__dict__.setdefault("_code_cache", {})
+        if "_seasons" not in cache:
+            with self._id_lock:
+                if "_seasons" not in cache:
+                    cache["_seasons"] = np.fromiter(
+                        (facet_mask(seasons_in_title(t), SEASONS) for t in self.column("title")),
+                        dtype=np.uint8, count=self._n)
+        return cache["_seasons"]
 
     def search_filtered(self, vec: Any, k: int, flt: SongFilter,
                         exclude: Collection[str] = ()) -> list[tuple[Song, float]]:

@@ -170,3 +170,14 @@ def test_an_anniversary_leans_toward_love_songs_and_says_so():
     assert any("사랑 노래" in n for n in p.notes)
     love = song(1, "기쁨", themes=("사랑",))
     assert "사랑 노래" in reason(Ranked(love, 1.0, 0.9, None, 0.0), p, 0, set())
+
+
+def test_a_season_filters_by_title_first_and_is_the_first_thing_given_up():
+    p = plan({"intent": "recommend", "season": "봄", "themes": ("설렘",)}, mood_vector("평화"), k=5)
+    assert p.filter.seasons == ("봄",) and any("봄" in n for n in p.notes)
+    steps = [note for _, note in relaxations(p.filter)]
+    assert steps[:3] == [None, "테마", "계절"]
+    spring = Song(song_id="s1", title="벚꽃 엔딩", artist="a1",
+                  vector=tuple(mood_vector("기쁨").tolist()))
+    assert "봄 노래" in reason(Ranked(spring, 1.0, 0.9, None, 0.0), p, 0, set())
+    assert plan({"intent": "recommend", "season": "장마"}, mood_vector("평화"), k=5).filter.seasons == ()

@@ -408,3 +408,26 @@ def test_index_command_bad_catalogue(tmp_path: Path, capsys: pytest.CaptureFixtu
     empty.write_text("", encoding="utf-8")
     assert moodtune(["index", "--catalog", str(empty), "--out", str(tmp_path / "i")]) == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_a_season_filter_matches_songs_titled_for_it(tmp_path: Path) -> None:
+    """"봄 노래" means songs titled for spring (벚꽃 엔딩, 봄날): read from the title column, a
+    fact, with no annotation behind it; other seasons and untitled songs do not match."""
+    from indexing.facets import seasons_in_title
+    from indexing.index import SongFilter
+
+    assert seasons_in_title("벚꽃 엔딩") == ("봄",) and seasons_in_title("눈의 꽃") == ("겨울",)
+    assert seasons_in_title("사랑은 봄비처럼...이별은 겨울비처럼") == ("봄", "겨울")
+    assert seasons_in_title("When The Love Falls") == () and seasons_in_title("") == ()
+    titles = ["벚꽃 엔딩", "여름 안에서", "눈의 꽃", "밤편지", "Spring Day", "봄날"]
+    songs = [Song(song_id=f"s{i}", title=t, artist=f"a{i}",
+                  vector=tuple(np.eye(6)[i % 6] * 0.9 + 0.02)) for i, t in enumerate(titles)]
+    idx = SongIndex.load(build_index(Catalog(songs), tmp_path / "i"))
+    try:
+        spring = idx.search_filtered(np.eye(6)[0], 10, SongFilter(seasons=("봄",)))
+        assert sorted(s.title for s, _ in spring) == ["Spring Day", "벚꽃 엔딩", "봄날"]
+        assert [s.title for s, _ in idx.search_filtered(np.eye(6)[0], 10,
+                                                        SongFilter(seasons=("겨울",)))] == ["눈의 꽃"]
+        assert bool(SongFilter(seasons=("봄",))) and not SongFilter()
+    finally:
+        idx.close()

@@ -625,3 +625,14 @@ def test_good_news_told_as_an_event_reads_as_joy(lex, text, celebrates, love):
     assert ("celebration" in r.cues) is celebrates
     assert (r.mood_hint == "기쁨") is celebrates
     assert (r.prefer_themes == ("사랑", "설렘")) is love
+
+
+@pytest.mark.parametrize(("text", "season"), [
+    ("봄에 듣기 좋은 노래", "봄"), ("벚꽃 필 때 듣는 노래", "봄"), ("여름 밤에 들을 노래", "여름"),
+    ("가을 타나봐", "가을"), ("크리스마스 노래 틀어줘", "겨울"), ("눈 오는 날 듣기 좋은 노래", "겨울"),
+    ("이거 한번 해봄", None), ("오늘 기분 최고", None),
+])
+def test_a_season_is_heard_as_a_trace_not_a_slot(lex, text, season):
+    r = ask(lex, text)
+    assert r.season == season
+    assert "season" not in r.as_dict() and ("season" in r.as_dict(trace=True)) is bool(season)
