@@ -35,8 +35,10 @@ from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of
 __all__ = ["Plan", "mood_vector", "pick", "plan", "reason", "relaxations"]
 
 #: Energy bounds for "신나는" / "잔잔한" requests, and the step a refinement moves from the last
-#: answer's mean energy.
-ENERGY_UP, ENERGY_DOWN, ENERGY_STEP = 0.6, 0.4, 0.15
+#: answer's mean energy. "신나는" starts where the reasons start saying "에너지 높음"
+#: (``indexing.facets.ENERGY_LEVELS``): at 0.6, mid-tempo songs (a sad trot ballad among them)
+#: answered "트로트 신나는 걸로" while their own reason said "에너지 보통".
+ENERGY_UP, ENERGY_DOWN, ENERGY_STEP = ENERGY_LEVELS[1][0], 0.4, 0.15
 #: Where "lift" goes when the person did not say: from heavy moods toward joy, from tension or
 #: anger toward peace first (calming before cheering).
 LIFT_TARGET = {"슬픔": "기쁨", "분노": "평화", "긴장": "평화", "중립": "기쁨", "평화": "기쁨",
@@ -114,14 +116,14 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
         eff["energy"] = "down"
         notes.append("지난번보다 더 잔잔한 곡으로")
         target_shift = "평화"
-    elif eff.get("energy") == "up":
-        energy_min = ENERGY_UP
-        shift_weight = 0.3  # "신나는 노래": upbeat songs lean joyful, whatever the day was like
-        target_shift = "기쁨"
-    elif eff.get("energy") == "down":
-        energy_max = ENERGY_DOWN
-        shift_weight = 0.3
-        target_shift = "평화"
+    elif eff.get("energy") in ("up", "down"):
+        up = eff["energy"] == "up"
+        energy_min, energy_max = (ENERGY_UP, None) if up else (None, ENERGY_DOWN)
+        target_shift = "기쁨" if up else "평화"
+        # "신나는 노래": upbeat songs lean joyful, whatever the day was like (0.3 of the way).
+        # Said *within* a thread ("트로트 신나는 걸로" after "시험 망쳤어"), the mood is the older
+        # message's and the new words steer the music: as far as "더 신나게" goes (0.5).
+        shift_weight = 0.5 if refinement and _req(request, "energy") else 0.3
     if refinement in ("other", "more_energy", "calmer", "genre") and last_songs:
         exclude |= {s.song_id for s in last_songs}
         if refinement == "other":

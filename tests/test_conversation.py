@@ -20,7 +20,7 @@ def test_slots_become_hard_filters_and_energy_words_become_bounds():
     req = {"intent": "recommend", "genres": ("랩/힙합",), "situations": ("운동",), "energy": "up"}
     p = plan(req, mood_vector("기쁨"), k=5)
     assert p.filter.genres == ("랩/힙합",) and p.filter.situations == ("운동",)
-    assert p.filter.energy_min == 0.6 and p.filter.energy_max is None
+    assert p.filter.energy_min == 0.65 and p.filter.energy_max is None
     assert p.strategy == "match" and len(p.targets) == 1
 
 
@@ -114,7 +114,7 @@ def test_a_new_energy_drops_the_carried_situation_and_reasons_name_the_asked_art
     last = {"situations": ["잠"], "energy": "down"}
     p = plan({"intent": "refine", "refinement": "genre", "genres": ("성인가요/트로트",),
               "energy": "up"}, mood_vector("평화"), k=5, last=last)
-    assert not p.filter.situations and p.filter.energy_min == 0.6 and p.filter.energy_max is None
+    assert not p.filter.situations and p.filter.energy_min == 0.65 and p.filter.energy_max is None
     iu = plan({"intent": "recommend", "artists": ("HIGH4 (하이포), 아이유", "아이유")},
               mood_vector("기쁨"), k=5)
     collab = song(1, "기쁨", artist="HIGH4 (하이포), 아이유")
@@ -181,3 +181,26 @@ def test_a_season_filters_by_title_first_and_is_the_first_thing_given_up():
                   vector=tuple(mood_vector("기쁨").tolist()))
     assert "봄 노래" in reason(Ranked(spring, 1.0, 0.9, None, 0.0), p, 0, set())
     assert plan({"intent": "recommend", "season": "장마"}, mood_vector("평화"), k=5).filter.seasons == ()
+
+
+def test_upbeat_means_high_energy_and_steers_harder_inside_a_thread():
+    """"트로트 신나는 걸로" after "시험 망쳤어": answered with a sad mid-tempo trot whose own
+    reason said "에너지 보통". Upbeat starts where "에너지 높음" starts, and energy named inside
+    a thread moves the (older) mood as far toward joy as "더 신나게" does."""
+    from bot.conversation import ENERGY_UP
+    from indexing.facets import ENERGY_LEVELS
+
+    assert ENERGY_LEVELS[1][0] == ENERGY_UP
+    mid = song(1, "기쁨", energy=0.6)
+    p = plan({"intent": "recommend", "energy": "up"}, mood_vector("기쁨"), k=5)
+    assert not p.filter.energy_min <= mid.energy
+    sad = mood_vector("슬픔")
+    fresh = plan({"intent": "recommend", "energy": "up"}, sad, k=5)
+    last = {"genres": ["발라드"]}
+    inside = plan({"intent": "refine", "refinement": "genre", "genres": ("성인가요/트로트",),
+                   "energy": "up"}, sad, k=5, last=last, last_songs=[mid])
+    joy = index_of("기쁨")
+    assert inside.mood[joy] / inside.mood.sum() > fresh.mood[joy] / fresh.mood.sum() + 0.1
+    carried = plan({"intent": "refine", "refinement": "other"}, sad, k=5,
+                   last={"energy": "up"}, last_songs=[mid])
+    assert np.allclose(carried.mood / carried.mood.sum(), fresh.mood / fresh.mood.sum())
