@@ -98,6 +98,14 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
             if name == "strategy" and value == "match" and eff.get("strategy") == "lift":
                 continue  # "match" is the default, not a request to stop lifting
             eff[name] = list(value) if isinstance(value, tuple) else value
+    # What this message refuses ("발라드 말고", "아이유 말고") leaves the carried request and
+    # stays refused for the rest of the thread; naming it again takes the refusal back.
+    for kind, refused_key in (("genres", "exclude_genres"), ("artists", "exclude_artists")):
+        refused = set(_req(request, refused_key) or ())
+        named = set(_req(request, kind) or ())
+        if refused or eff.get(refused_key):
+            eff[kind] = [x for x in eff.get(kind) or () if x not in refused]
+            eff[refused_key] = sorted((set(eff.get(refused_key) or ()) | refused) - named)
     notes: list[str] = []
     exclude: set[str] = set()
     energy_min = energy_max = None
@@ -166,7 +174,9 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     flt = SongFilter(genres=tuple(eff.get("genres") or ()), artists=tuple(eff.get("artists") or ()),
                      situations=tuple(eff.get("situations") or ()),
                      themes=tuple(eff.get("themes") or ()), energy_min=energy_min,
-                     energy_max=energy_max, seasons=(season,) if season else ())
+                     energy_max=energy_max, seasons=(season,) if season else (),
+                     exclude_genres=tuple(eff.get("exclude_genres") or ()),
+                     exclude_artists=tuple(eff.get("exclude_artists") or ()))
     prefer = () if flt.themes else tuple(eff.get("prefer_themes") or ())
     if not prefer:
         eff.pop("prefer_themes", None)

@@ -318,6 +318,10 @@ def _intro(vec: np.ndarray, the_plan: Any, req: Any, relaxed: str | None, source
         wants.append(min(eff["artists"], key=len).split(" (")[0] + "의 곡")
     if eff.get("genres"):
         wants.append("/".join(eff["genres"]))
+    if eff.get("exclude_genres"):
+        wants.append("/".join(eff["exclude_genres"]) + " 빼고")
+    if eff.get("exclude_artists"):
+        wants.append(min(eff["exclude_artists"], key=len).split(" (")[0] + " 빼고")
     if eff.get("situations"):
         wants.append("/".join(eff["situations"]) + "에 어울리는 곡")
     if eff.get("themes"):

@@ -123,11 +123,12 @@ class SongFilter:
     energy_max: float | None = None
     exclude_artists: tuple[str, ...] = ()
     seasons: tuple[str, ...] = ()  # titled for one of them (``indexing.facets.seasons_in_title``)
+    exclude_genres: tuple[str, ...] = ()  # refused ("발라드 말고"): never relaxed
 
     def __bool__(self) -> bool:
         return bool(self.genres or self.artists or self.situations or self.themes
                     or self.energy_min is not None or self.energy_max is not None
-                    or self.exclude_artists or self.seasons)
+                    or self.exclude_artists or self.seasons or self.exclude_genres)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -645,9 +646,10 @@ class SongIndex:
             lo = -np.inf if flt.energy_min is None else flt.energy_min
             hi = np.inf if flt.energy_max is None else flt.energy_max
             keep &= (e >= lo) & (e <= hi)  # NaN (unknown) fails both: not a match
-        if flt.exclude_artists:
-            codes, vocab = self._codes("artist")
-            keep &= ~np.isin(codes, [vocab[a] for a in flt.exclude_artists if a in vocab])
+        for name, refused in (("artist", flt.exclude_artists), ("genre", flt.exclude_genres)):
+            if refused:
+                codes, vocab = self._codes(name)
+                keep &= ~np.isin(codes, [vocab[a] for a in refused if a in vocab])
         if flt.seasons:
             keep &= (self._season_bits() & np.uint8(facet_mask(flt.seasons, SEASONS))) != 0
         return keep

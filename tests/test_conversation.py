@@ -204,3 +204,23 @@ def test_upbeat_means_high_energy_and_steers_harder_inside_a_thread():
     carried = plan({"intent": "refine", "refinement": "other"}, sad, k=5,
                    last={"energy": "up"}, last_songs=[mid])
     assert np.allclose(carried.mood / carried.mood.sum(), fresh.mood / fresh.mood.sum())
+
+
+def test_a_refusal_leaves_the_carried_request_and_stays_refused():
+    """"발라드 말고 다른 거" after a ballad request answered with five more ballads: the refusal
+    was understood but never reached the search."""
+    last = {"genres": ["발라드"]}
+    p = plan({"intent": "refine", "refinement": "other", "exclude_genres": ("발라드",)},
+             mood_vector("중립"), k=5, last=last)
+    assert p.filter.genres == () and p.filter.exclude_genres == ("발라드",)
+    again = plan({"intent": "refine", "refinement": "other"}, mood_vector("중립"), k=5,
+                 last=p.request)
+    assert again.filter.exclude_genres == ("발라드",)  # "다른 거" keeps the refusal
+    back = plan({"intent": "refine", "refinement": "other", "genres": ("발라드",)},
+                mood_vector("중립"), k=5, last=p.request)
+    assert back.filter.genres == ("발라드",) and back.filter.exclude_genres == ()
+    iu = ("아이유", "HIGH4 (하이포), 아이유")
+    q = plan({"intent": "refine", "refinement": "other", "exclude_artists": iu},
+             mood_vector("중립"), k=5, last={"artists": list(iu)})
+    assert q.filter.artists == () and set(q.filter.exclude_artists) == set(iu)
+    assert all(f.exclude_artists for f, _ in relaxations(q.filter))  # never relaxed away

@@ -431,3 +431,18 @@ def test_a_season_filter_matches_songs_titled_for_it(tmp_path: Path) -> None:
         assert bool(SongFilter(seasons=("봄",))) and not SongFilter()
     finally:
         idx.close()
+
+
+def test_refused_genres_are_filtered_out(tmp_path: Path) -> None:
+    from indexing.index import SongFilter
+
+    songs = [Song(song_id=f"s{i}", title=f"t{i}", artist=f"a{i}", genre=g,
+                  vector=tuple(np.eye(6)[i % 6] * 0.9 + 0.02))
+             for i, g in enumerate(["발라드", "댄스", "발라드", "록/메탈"])]
+    idx = SongIndex.load(build_index(Catalog(songs), tmp_path / "i"))
+    try:
+        got = idx.search_filtered(np.eye(6)[0], 10, SongFilter(exclude_genres=("발라드",)))
+        assert sorted(s.genre for s, _ in got) == ["댄스", "록/메탈"]
+        assert bool(SongFilter(exclude_genres=("발라드",)))
+    finally:
+        idx.close()

@@ -66,3 +66,10 @@ async def test_nerves_settle_toward_calm(rec):
     assert reply.strategy == "lift"
     moods = [LABELS[int(np.argmax(_song(rec, t).vector))] for t in reply.tracks]
     assert moods[-1] == "평화" and moods.count("긴장") <= 2, moods
+
+
+async def test_no_ballads_after_saying_no_ballads(rec):
+    await rec.respond("l-nob", "요즘 발라드 땡긴다")
+    for text in ("발라드 말고 다른 거", "다른 거"):
+        reply = await rec.respond("l-nob", text)
+        assert len(reply.tracks) == 5 and all(t.genre != "발라드" for t in reply.tracks), text
