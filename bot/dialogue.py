@@ -105,28 +105,6 @@ class Dialogue:
             self._lexicon_cache = cached
         return cached[1]
 
-    async def _thread(self: Recommender, user_id: str) -> Any | None:
-        """The last answer (+ its request) of this user.
-
-        One process (SQLite): memory first, then the store — memory is always at least as new
-        as the store there, and a hit saves a query. Replicas sharing a database
-        (``SHARED_STATE``, the default for PostgreSQL): the store first, because the user's
-        latest answer may have been given by another replica, and a ``/forget-me`` done there
-        must not be outlived by this replica's memory. Memory is then only the fallback for a
-        store that fails — never for one that answers "no thread".
-        """
-        if self.store is not None and self.settings.resolved_shared_state:
-            try:
-                return await self.store.last_recommendation(user_id)
-            except Exception:
-                log.warning("store unavailable for the thread; using memory", exc_info=True)
-                state = self.users.peek(user_id)
-                return state.thread if state is not None else None
-        state = self.users.peek(user_id)
-        if state is not None and state.thread is not None:
-            return state.thread
-        return await self.last_answer(user_id)
-
     async def respond(self: Recommender, user_id: str, text: str, *, channel: str = "console",
                       k: int | None = None) -> Reply:
         """Understand one message and answer it (see the module docstring).
@@ -147,7 +125,7 @@ class Dialogue:
             # Refuse before touching the store: under a flood, reading the thread from SQLite
             # for every request that will hear "busy" anyway made the refusals slow.
             return Reply("busy", BUSY_TEXT)
-        thread = await self._thread(user_id)
+        thread = await self.last_answer(user_id)
         req = understand(text, self.lexicon(), has_thread=thread is not None)
         intent = req.intent
         if intent == "smalltalk":

@@ -485,15 +485,28 @@ class Recommender(Dialogue):
 
     async def last_answer(self, user_id: str) -> Any | None:
         """The last answer shown to ``user_id`` (``StoredRecommendation``-like: ``rec_id``,
-        ``song_ids``, ``emotion``), from the store so it survives a restart; from memory when
-        the store is down or absent. What a typed "좋아요" / "다른 노래" refers to."""
+        ``song_ids``, ``emotion``, ``request``): what a typed "좋아요" / "다른 노래" and a
+        refinement refer to.
+
+        One process (SQLite): memory first, then the store — memory is always at least as new
+        as the store there (and survives a failed write), the store survives a restart, and a
+        hit saves a query. Replicas sharing a database (``SHARED_STATE``, the default for
+        PostgreSQL): the store first, because the user's latest answer may have been given by
+        another replica, and a ``/forget-me`` done there must not be outlived by this replica's
+        memory. Memory is then only the fallback for a store that fails — never for one that
+        answers "none".
+        """
+        shared = self.store is not None and self.settings.resolved_shared_state
+        if not shared and (remembered := self._remembered(user_id)) is not None:
+            return remembered
         if self.store is not None:
             try:
-                stored = await self.store.last_recommendation(user_id)
-                if stored is not None:
-                    return stored
+                return await self.store.last_recommendation(user_id)
             except Exception:
                 log.warning("store unavailable for the last answer; using memory", exc_info=True)
+        return self._remembered(user_id)
+
+    def _remembered(self, user_id: str) -> _AnswerRef | None:
         state = self.users.peek(user_id)
         return state.thread if state is not None else None
 

@@ -82,7 +82,7 @@ async def test_forget_me_on_b_is_not_outlived_by_a_s_memory(replicas) -> None:
     await a.respond("u2", "오늘 너무 우울해")
     assert a.users.peek("u2") is not None and a.users.peek("u2").thread is not None
     await b.forget_user("u2")
-    assert await a._thread("u2") is None
+    assert await a.last_answer("u2") is None
     fresh = await a.respond("u2", "다른 거")
     assert fresh.request["intent"] == "recommend"  # a new request, not a refinement
     assert await b.history("u2") and len(await b.history("u2")) == 1
@@ -110,7 +110,7 @@ async def test_store_failure_falls_back_to_this_replica_s_memory(replicas, monke
         raise OSError("connection lost")
 
     monkeypatch.setattr(a.store, "last_recommendation", down)
-    thread = await a._thread("u4")
+    thread = await a.last_answer("u4")
     assert thread is not None and thread.rec_id == answer.rec_id
 
 
