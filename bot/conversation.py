@@ -180,8 +180,8 @@ def plan(request: Any, mood: np.ndarray, *, k: int, last: Mapping[str, Any] | No
     prefer = () if flt.themes else tuple(eff.get("prefer_themes") or ())
     if not prefer:
         eff.pop("prefer_themes", None)
-    elif not refinement and _lean_words(prefer[0], target)[0]:
-        notes.append(_lean_words(prefer[0], target)[0])
+    elif not refinement and (said := _lean_words(prefer[0], target)[0]):
+        notes.append(said)
     if season and not refinement:
         notes.append(f"{season}에 어울리는 곡 위주로")
     eff["refinement"] = None

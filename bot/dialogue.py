@@ -119,7 +119,7 @@ class Dialogue:
             text = self._check_text(text)
         except InputTooLongError as exc:
             return Reply("error", str(exc))
-        if not any(c.isalnum() for c in text) and not text.strip():
+        if not text.strip():
             return Reply("help", EMPTY_TEXT)
         if self._full(channel):
             # Refuse before touching the store: under a flood, reading the thread from SQLite
@@ -189,9 +189,10 @@ class Dialogue:
         if req.intent == "refine" and thread is not None:
             refine_mood = np.asarray(thread.emotion, dtype=np.float32)
         exclude = await self._recent_songs(user_id)
+        named = parse_emotion(text) if not req.mood else None  # "/mood 평화", "평화로"
         loop = asyncio.get_running_loop()
         vec, rules, the_plan, ranked, relaxed = await loop.run_in_executor(
-            self._pool, self._respond_work, index, cf, user_id, text, req, refine_mood,
+            self._pool, self._respond_work, index, cf, user_id, text, named, req, refine_mood,
             last_req, last_songs, seed, exclude, k)
         used: set[str] = set()
         tracks = [
@@ -201,7 +202,7 @@ class Dialogue:
                   link=r.song.link_for(self.settings.link_kind), album=r.song.album,
                   genre=r.song.genre, year=r.song.year, facets=_facets(r.song))
             for i, r in enumerate(ranked)]
-        explicit = bool(req.mood) or parse_emotion(text) is not None
+        explicit = bool(req.mood) or named is not None
         source = "similar" if seed is not None else "explicit" if explicit else "text"
         rec = Recommendation(rec_id=uuid.uuid4().hex[:16], user_id=user_id,
                              emotion=tuple(round(float(x), 4) for x in vec), source=source,
@@ -214,17 +215,20 @@ class Dialogue:
         return Reply("recommend", intro, tracks, rec.emotion, {**req.as_dict(), **request},
                      rec.rec_id, the_plan.strategy, source)
 
-    def _respond_work(self: Recommender, index: Any, cf: Any, user_id: str, text: str, req: Any,
-                      refine_mood: np.ndarray | None, last_req: dict, last_songs: list,
-                      seed: Any, exclude: set[str], k: int) -> tuple:
-        """Worker-thread part: read the mood, plan, search (relaxing filters), pick."""
+    def _respond_work(self: Recommender, index: Any, cf: Any, user_id: str, text: str,
+                      named: int | None, req: Any, refine_mood: np.ndarray | None,
+                      last_req: dict, last_songs: list, seed: Any, exclude: set[str],
+                      k: int) -> tuple:
+        """Worker-thread part: read the mood, plan, search (relaxing filters), pick.
+
+        ``named`` is the mood the text names outright when ``req.mood`` is unset
+        (``parse_emotion``, read once by the caller)."""
         from bot.engine import cf_scores
         from bot.moodrules import adjust_mood
 
         rules: list[str] = []
-        explicit = parse_emotion(text) if not req.mood else None
-        if req.mood or explicit:  # a named mood wins, even inside a thread ("평화로")
-            vec = mood_vector(req.mood or explicit)
+        if req.mood or named:  # a named mood wins, even inside a thread ("평화로")
+            vec = mood_vector(req.mood or named)
         elif refine_mood is not None:
             vec = refine_mood
         else:
@@ -238,7 +242,7 @@ class Dialogue:
         relaxed_filter = the_plan.filter
         for flt, note in relaxations(the_plan.filter):
             found = _search(index, flt, the_plan.targets, n, excl)
-            candidates = list({s.song_id: (s, c) for s, c in found}.values())
+            candidates = _unique(found)
             relaxed, relaxed_filter = note, flt
             if len(candidates) >= k:
                 break
@@ -247,11 +251,11 @@ class Dialogue:
             # out (comfort songs lean calm; the person's mood is sad): pick() weighs them in
             lean = replace(relaxed_filter, themes=the_plan.prefer_themes)
             found = _search(index, lean, the_plan.targets, max(k * 2, n // 3), excl)
-            candidates = list({s.song_id: (s, c) for s, c in [*candidates, *found]}.values())
+            candidates = _unique([*candidates, *found])
         if len(candidates) < k and excl - the_plan.exclude:
             # heard nearly everything that fits: allow repeats rather than answer short
             found = _search(index, the_plan.filter, [the_plan.mood], n, the_plan.exclude)
-            candidates = list({s.song_id: (s, c) for s, c in [*candidates, *found]}.values())
+            candidates = _unique([*candidates, *found])
         ranked = pick(the_plan, candidates, k, self.weights, cf_scores(cf, user_id, candidates))
         return vec, rules, the_plan, ranked, relaxed
 
@@ -265,6 +269,11 @@ def _search(index: Any, flt: Any, targets: list[np.ndarray], n: int,
         found += (index.search_filtered(target, n, flt, exclude=exclude) if flt
                   else index.search(target, n, exclude=exclude))
     return found
+
+
+def _unique(found: list) -> list:
+    """``(song, score)`` pairs, one per song: first place kept, the later score."""
+    return list({s.song_id: (s, c) for s, c in found}.values())
 
 
 def _distinct(targets: list[np.ndarray]) -> list[np.ndarray]:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bot.cf_share import CFShareError, CFSync, stamp_of
+from bot.conversation import mood_vector
 from bot.dialogue import Dialogue, Reply
 from bot.feedback import Signal
 from bot.observability import Metrics, user_ref
@@ -34,7 +35,7 @@ from bot.settings import Settings
 from bot.userstate import UserStateCache
 from indexing.catalog import Catalog, CatalogError, default_catalog_path
 from inference.classifier import EmotionClassifier
-from inference.emotions import EMOTIONS, LABELS, NUM_EMOTIONS, index_of, parse_emotion
+from inference.emotions import EMOTIONS, LABELS, parse_emotion
 from inference.text import clean_text
 
 log = logging.getLogger("moodtune.engine")
@@ -258,8 +259,6 @@ class Recommender(Dialogue):
         t0 = time.perf_counter()
         try:
             yield
-        except EngineBusyError:
-            raise
         except Exception as exc:
             self._m_errors.inc(channel=channel, error=type(exc).__name__)
             raise
@@ -314,7 +313,7 @@ class Recommender(Dialogue):
         async with self._admitted(channel, "recommend"):
             explicit = parse_emotion(text)
             if explicit is not None:
-                return await self._recommend_vector(user_id, _mood_vector(explicit), k,
+                return await self._recommend_vector(user_id, mood_vector(explicit), k,
                                                     source="explicit", channel=channel, text=text)
             # The vector is read inside the same worker call as the ranking (one thread hop).
             return await self._recommend_vector(user_id, None, k, source="text", channel=channel,
@@ -323,7 +322,7 @@ class Recommender(Dialogue):
     async def recommend_mood(self, user_id: str, emotion: str | int, k: int | None = None, *,
                              channel: str = "console", text: str | None = None) -> Recommendation:
         """Recommend for a named mood ("평화", "calm", 3) without running the classifier."""
-        vec = _mood_vector(emotion)
+        vec = mood_vector(emotion)
         async with self._admitted(channel, "recommend_mood"):
             return await self._recommend_vector(user_id, vec, k, source="explicit",
                                                 channel=channel, text=text)
@@ -809,14 +808,6 @@ def cf_scores(cf: CFScorer | None, user_id: str, candidates: Sequence[tuple[Any,
         return None
 
 
-def _mood_vector(emotion: str | int) -> np.ndarray:
-    """A named mood as a (peaked, not one-hot) vector: what "/mood 평화" searches with."""
-    i = emotion if isinstance(emotion, int) else index_of(emotion)
-    vec = np.full(NUM_EMOTIONS, 0.02, dtype=np.float32)
-    vec[i] = 1.0 - 0.02 * (NUM_EMOTIONS - 1)
-    return vec
-
-
 @dataclass(frozen=True, slots=True)
 class _AnswerRef:
     """The last answer as memory knows it, shaped like the store's record (for last_answer)."""
@@ -832,9 +823,6 @@ class _AnswerRef:
         # Interned: a million users' memories share one string per song, not one per mention.
         return cls(rec.rec_id, rec.user_id, rec.emotion,
                    tuple(sys.intern(t.song_id) for t in rec.tracks), request or None)
-
-    def song_at(self, position: int) -> str | None:
-        return self.song_ids[position] if 0 <= position < len(self.song_ids) else None
 
 
 def load_pseudonym_key(path: Path) -> bytes:

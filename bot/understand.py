@@ -26,7 +26,7 @@ from bot.feedback import Signal
 from indexing.catalog import normalise
 from indexing.facets import GENRES, SITUATIONS, THEMES
 from inference.emotions import LABELS, parse_emotion
-from inference.text import clean_text
+from inference.text import INVISIBLE, clean_text
 
 __all__ = [
     "INTENTS",
@@ -114,7 +114,6 @@ class Request:
 #: Characters read for intent and slots (the classifier still gets the whole text).
 _MAX_READ = 300
 _FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
-_INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\ufe0e\ufe0f]")
 _PHRASES = (  # multi-word spellings folded to one token before tokenising
     (re.compile(r"(?<![a-z])r\s*(?:&|n|and|앤|엔)\s*b(?![a-z])", re.I), "rnb"),
     (re.compile(r"(?<![a-z])([kj])\s*-\s*pop(?![a-z])", re.I), r"\1pop"),
@@ -132,7 +131,7 @@ def _words(text: str) -> frozenset[str]:
 
 def _fold(text: str) -> str:
     t = unicodedata.normalize("NFC", text).translate(_FULLWIDTH)
-    t = _INVISIBLE.sub("", t).lower()
+    t = INVISIBLE.sub("", t).lower()
     t = _RUNS.sub(r"\1\1", t)  # "ㅋㅋㅋㅋㅋㅋ" → "ㅋㅋ": same reading, and no pattern sees a long run
     for rx, rep in _PHRASES:
         t = rx.sub(rep, t)
@@ -1113,7 +1112,7 @@ def understand(text: str, lexicon: Lexicon, *, has_thread: bool = False) -> Requ
     ``has_thread`` says the user has a previous answer with tracks: only then can "2번 좋다" be
     feedback and "더 신나게" a refinement of it; without one they are read as new requests.
     """
-    raw = _INVISIBLE.sub("", unicodedata.normalize("NFC", clean_text(text))).strip()
+    raw = INVISIBLE.sub("", unicodedata.normalize("NFC", clean_text(text))).strip()
     raw = re.sub(r"\s+", " ", raw)
     full = raw
     raw = raw[:_MAX_READ]  # a request is short; a pasted essay is read by the classifier only

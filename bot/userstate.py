@@ -91,5 +91,3 @@ class UserStateCache:
         """Forget a user entirely (``/forget-me``)."""
         return self._d.pop(user_id, None)
 
-    def clear(self) -> None:
-        self._d.clear()

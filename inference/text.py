@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["EMOJI_WORDS", "MAX_CHARS", "clean_text", "is_blank", "normalize_text"]
+__all__ = ["EMOJI_WORDS", "INVISIBLE", "MAX_CHARS", "clean_text", "is_blank", "normalize_text"]
 
 # Characters kept before tokenising. Tokenisers truncate to max_length tokens anyway; cutting the
 # raw text first keeps a 100k-character paste from costing 100k characters of tokenisation.
@@ -32,7 +32,7 @@ EMOJI_WORDS: dict[str, str] = {
     "😐": "그냥 그래", "😑": "그냥 그래", "🙂": "괜찮아", "😶": "그냥 그래",
 }
 _EMOJI_RE = re.compile("|".join(re.escape(e) for e in sorted(EMOJI_WORDS, key=len, reverse=True)))
-_INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\ufe0e\ufe0f]")
+INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\ufe0e\ufe0f]")
 _SPACES = re.compile(r"\s+")
 _REPEAT = re.compile(r"(.)\1{4,}")
 
@@ -63,7 +63,7 @@ def normalize_text(text: str, max_chars: int = MAX_CHARS) -> str:
         raise TypeError(f"expected str, got {type(text).__name__}")
     text = clean_text(text[: max_chars * 4])  # a lone surrogate would crash the tokenizer
     text = unicodedata.normalize("NFC", text)
-    text = _INVISIBLE.sub("", text)
+    text = INVISIBLE.sub("", text)
     text = _EMOJI_RE.sub(lambda m: f" {EMOJI_WORDS[m.group(0)]} ", text)
     text = _REPEAT.sub(lambda m: m.group(1) * 4, text)
     return _SPACES.sub(" ", text).strip()[:max_chars]
