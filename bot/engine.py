@@ -204,17 +204,15 @@ class Recommender(Dialogue):
         except (ModelLoadError, CatalogError, SongIndexError) as exc:
             raise StartupError(str(exc)) from exc
         if store is None and use_store:
-            from bot.store import Store, StoreError
+            from bot.store import StoreError
+            from bot.store_pg import open_store
 
+            # PostgreSQL when DATABASE_URL is set (many replicas, one database), else SQLite.
+            location = (settings.database_url.get_secret_value() if settings.database_url
+                        else settings.resolved_database_path)
             try:
-                if settings.database_url is not None:  # PostgreSQL: many replicas, one database
-                    from bot.store_pg import PgStore
-
-                    store = await PgStore.open(settings.database_url.get_secret_value(),
-                                               store_message_text=settings.store_message_text)
-                else:
-                    store = await Store.open(settings.resolved_database_path,
-                                             store_message_text=settings.store_message_text)
+                store = await open_store(location,
+                                         store_message_text=settings.store_message_text)
             except StoreError as exc:
                 raise StartupError(str(exc)) from exc
         key = load_pseudonym_key(settings.resolved_pseudonym_key_path) if use_store else b""

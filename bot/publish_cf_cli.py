@@ -29,15 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def publish(cf: Path, db: str) -> tuple[str, bool]:
     """``(model_id, new)``: the artifact at ``cf`` put in ``db``'s ``cf_models``."""
     from bot.cf_share import pack_cf
+    from bot.store_pg import open_store
 
-    if db.lower().startswith(("postgresql://", "postgres://")):
-        from bot.store_pg import PgStore
-
-        store = await PgStore.open(db, max_size=2)
-    else:
-        from bot.store import Store
-
-        store = await Store.open(db)
+    store = await open_store(db, max_size=2)
     try:
         stamp, archive = pack_cf(cf)
         return stamp.model_id, bool(await store.cf_publish(stamp.model_id, stamp.trained_at,

@@ -3,7 +3,7 @@
     GET  /                 the chat page (issues the mt_session cookie)
     GET  /static/*         its assets (bot/web/static/)
     *    /api/*            the page's JSON API (bot.web.api)
-    *    /admin*           the admin dashboard (bot.web.admin, when that module exists)
+    *    /admin*           the admin dashboard (bot.web.admin)
     POST /kakao/skill      the Kakao skill (when KAKAO_ENABLED)
     GET  /healthz, /metrics
 
@@ -34,6 +34,7 @@ from bot.kakao.app import (
 )
 from bot.kakao.skill import ANSWER_DEADLINE_S
 from bot.settings import Settings
+from bot.web.admin import setup_admin
 from bot.web.api import add_api_routes
 from bot.web.session import CsrfError, Sessions, check_origin
 
@@ -132,19 +133,6 @@ async def index_handler(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _setup_admin(app: web.Application, recommender: Recommender, settings: Settings) -> bool:
-    """Mount the admin dashboard if its module is installed (it is written separately)."""
-    try:
-        from bot.web.admin import setup_admin  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as exc:
-        if exc.name != "bot.web.admin":
-            raise  # the module exists but something it needs is missing: say so
-        log.debug("bot.web.admin not installed; no admin routes")
-        return False
-    setup_admin(app, recommender, settings)
-    return True
-
-
 def create_app(recommender: Recommender, settings: Settings | None = None, *,
                deadline_s: float = ANSWER_DEADLINE_S) -> web.Application:
     """The whole server: chat page, static assets, JSON API, admin, Kakao skill, health.
@@ -166,7 +154,7 @@ def create_app(recommender: Recommender, settings: Settings | None = None, *,
     add_health_routes(app, recommender, settings)
     if settings.kakao_enabled:
         add_skill(app, recommender, settings, deadline_s=deadline_s)
-    _setup_admin(app, recommender, settings)
+    setup_admin(app, recommender, settings)
     return app
 
 

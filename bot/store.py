@@ -42,7 +42,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -236,10 +236,9 @@ def with_feedback(recs: Sequence[StoredRecommendation],
     said: dict[str, dict[str, list[str]]] = {}
     for rec_id, song_id, signal in rows:
         said.setdefault(rec_id, {}).setdefault(song_id, []).append(signal)
-    return [StoredRecommendation(
-        r.rec_id, r.user_id, r.channel, r.source, r.emotion, r.text, r.created_at, r.items,
-        {song: tuple(sigs) for song, sigs in said.get(r.rec_id, {}).items()}, r.request)
-        for r in recs]
+    return [replace(r, feedback={song: tuple(sigs)
+                                 for song, sigs in said.get(r.rec_id, {}).items()})
+            for r in recs]
 
 
 def recommendation_records(rows: Iterable[Sequence[Any]],

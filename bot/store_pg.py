@@ -41,10 +41,13 @@ import asyncpg
 
 from bot.feedback import Signal
 from bot.store import (
+    _DAY,
+    _FEEDBACK_COLUMNS,
     CF_MODELS_KEPT,
     SCOPES,
     FeedbackEvent,
     Migration,
+    Store,
     StoredRecommendation,
     StoreError,
     StoreUnavailableError,
@@ -59,14 +62,23 @@ from bot.store import (
 
 log = logging.getLogger("moodtune.store")
 
-__all__ = ["PgStore", "load_pg_migrations", "redact_url"]
+__all__ = ["PgStore", "load_pg_migrations", "open_store", "redact_url"]
 
-_DAY = 86_400.0
 # pg_advisory_lock key for migrations: any fixed 64-bit number, the same in every process.
 _MIGRATION_LOCK = 0x6D6F6F6474756E65  # "moodtune"
 # First half of the two-int advisory lock that serialises one rate-limit key across replicas.
 _RATE_LOCK_CLASS = 0x6D74  # "mt"
-_FEEDBACK_COLUMNS = "user_id, song_id, signal, scope, created_at"
+
+
+async def open_store(location: str | Path, *, store_message_text: bool = False,
+                     **pg_options: Any) -> Store | PgStore:
+    """The store at ``location``: a ``postgresql://`` URL opens :class:`PgStore` (with
+    ``pg_options``, e.g. a pool size), anything else is a SQLite path for ``bot.store.Store``.
+    One place decides the backend, for the bot and for the commands that open its database."""
+    if str(location).lower().startswith(("postgresql://", "postgres://")):
+        return await PgStore.open(str(location), store_message_text=store_message_text,
+                                  **pg_options)
+    return await Store.open(location, store_message_text=store_message_text)
 
 
 def load_pg_migrations(directory: str | Path | None = None) -> list[Migration]:

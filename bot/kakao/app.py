@@ -85,7 +85,6 @@ def json_error(status: int, message: str, headers: Mapping[str, str] | None = No
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-_error = json_error
 
 
 def _check_secret(request: web.Request, settings: Settings) -> None:
@@ -152,16 +151,16 @@ async def skill_handler(request: web.Request) -> web.Response:
         req = parse_skill_request(body)
         await _check_callback(req, settings)
     except _HTTPError as exc:
-        resp = _error(exc.status, exc.message)
+        resp = json_error(exc.status, exc.message)
         if exc.status in (408, 413):
             resp.force_close()  # the rest of the body is not worth waiting for
         return resp
     except SkillRequestError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     except CallbackRefusedError as exc:
         skill.callbacks.inc(outcome="refused")
         log.warning("callback URL refused: %s", exc)
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     return web.json_response(await skill.handle(req))
 
 
@@ -190,7 +189,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     """GET /metrics — Prometheus text format (the engine's registry, Kakao's metrics in it)."""
     state = request.app[HEALTH_KEY]
     if not _metrics_allowed(request, state.settings):
-        return _error(401, "missing or wrong 'Authorization: Bearer <token>' (METRICS_TOKEN)",
+        return json_error(401, "missing or wrong 'Authorization: Bearer <token>' (METRICS_TOKEN)",
                       headers={"WWW-Authenticate": 'Bearer realm="moodtune-metrics"'})
     with contextlib.suppress(Exception):
         state.songs.set(len(state.engine.index))
@@ -231,7 +230,7 @@ def observe_middleware(metrics: Metrics, adapter: str | Callable[[str], str] = "
             status = exc.status
             if status < 400:
                 raise
-            return _error(status, exc.reason, headers={
+            return json_error(status, exc.reason, headers={
                 k: v for k, v in exc.headers.items() if k.lower() == "allow"})
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client disconnects; a shutdown does too.
@@ -241,10 +240,10 @@ def observe_middleware(metrics: Metrics, adapter: str | Callable[[str], str] = "
         except (_ClientGone, ConnectionError, aiohttp.ClientConnectionError):
             status = CLIENT_CLOSED
             log.debug("client closed the connection during %s %s", request.method, route)
-            return _error(CLIENT_CLOSED, "client closed the connection")
+            return json_error(CLIENT_CLOSED, "client closed the connection")
         except Exception:
             log.exception("unhandled error on %s", route)
-            return _error(500, "internal error; the request was logged")
+            return json_error(500, "internal error; the request was logged")
         finally:
             name = adapter_of(route)
             requests.inc(adapter=name, route=route, method=request.method, status=status)

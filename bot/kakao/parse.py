@@ -160,9 +160,6 @@ def _field(obj: Mapping[str, Any], key: str, where: str, kind: type, *,
     return value
 
 
-_JSON_NAMES: dict[type, str] = {dict: "an object", str: "a string", list: "an array"}
-
-
 def _command(utterance: str, tap: FeedbackTap | None, token: str | None,
              cancel: str | None = None) -> Command:
     key = _key(utterance)
@@ -225,9 +222,13 @@ def parse_skill_request(body: object) -> SkillRequest:
                         cancel)
 
 
+_JSON_NAMES: dict[type, str] = {dict: "an object", list: "an array", str: "a string",
+                                bool: "a boolean", int: "a number", float: "a number",
+                                type(None): "null"}
+
+
 def _json_type(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+    return _JSON_NAMES.get(type(value), "a value")
 
 
 def has_words(text: str) -> bool:

@@ -116,10 +116,9 @@ class Skill:
         self.session: aiohttp.ClientSession | None = None
         self.deliveries: set[asyncio.Task[None]] = set()
         self.max_deliveries = settings.engine_max_pending
-        self.started = time.time()
         # The engine's registry: its own metrics (latency, errors, busy, feedback) are there
         # already; only Kakao-specific ones are added.
-        m = self.metrics = engine.metrics
+        m = engine.metrics
         self.replies = m.counter("moodtune_kakao_replies_total",
                                  "Kakao skill answers by kind.", ["kind"])
         self.callbacks = m.counter("moodtune_kakao_callbacks_total",
@@ -127,7 +126,6 @@ class Skill:
                                    "http_error, error, expired, cancelled).", ["outcome"])
         self.in_flight = m.gauge("moodtune_kakao_callbacks_in_flight",
                                  "Callback answers still being prepared or posted.")
-        self.songs = m.gauge("moodtune_index_songs", "Songs in the serving index.")
         self.rate_limited = m.counter("moodtune_rate_limited_total",
                                       "Requests refused by the per-user rate limit.", ["channel"])
 
@@ -360,7 +358,7 @@ class Skill:
     # -- "내 정보 삭제" -------------------------------------------------------------------------
     def _ask_forget(self, req: SkillRequest) -> dict[str, Any]:
         token = self.forget_tokens.issue(req.user_id)
-        self.forget_pending.get(req.user_id).thread = token  # (re)starts the window
+        self.forget_pending.get(req.user_id)  # (re)starts this replica's window
         return forget_question_response(token, FORGET_CONFIRM_S)
 
     async def _forget(self, req: SkillRequest) -> tuple[str, dict[str, Any]]:
@@ -372,8 +370,7 @@ class Skill:
             live = (self.forget_tokens.check(req.user_id, given)
                     and await ratelimit.hit(self.forget_spent, given) is None)
         else:
-            state = self.forget_pending.peek(req.user_id)
-            live = state is not None and state.thread is not None
+            live = self.forget_pending.peek(req.user_id) is not None
         if not live:
             return "forget_expired", text_response(TEXT_FORGET_EXPIRED)
         try:
