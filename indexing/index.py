@@ -34,6 +34,7 @@ still be searching (unmapping under a running query would crash the process).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -448,6 +449,7 @@ class SongIndex:
         self._ids = self._cols["song_id"]
         self._id_map: dict[str, int] | None = None
         self._id_lock = threading.Lock()
+        self._derived: dict[str, Any] = {}  # columns derived on first use (see _cached)
         # Songs are immutable, so caching them is safe; lru_cache is thread-safe.
         self._song_cached = lru_cache(maxsize=65536)(self._make_song)
 
@@ -610,18 +612,25 @@ class SongIndex:
         """A whole string column (e.g. ``genre``, ``artist``) as a list; empty = unknown."""
         return self._cols[name].all()
 
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per index (thread-safe): whole-column values that filters reuse."""
+        if key not in self._derived:
+            with self._id_lock:
+                if key not in self._derived:
+                    self._derived[key] = build()
+        return self._derived[key]
+
     def _codes(self, name: str) -> tuple[np.ndarray, dict[str, int]]:
         """A string column as integer codes (cached): genre/artist filters in one numpy pass."""
-        cache = self.__dict__.setdefault("_code_cache", {})
-        if name not in cache:
-            with self._id_lock:
-                if name not in cache:
-                    values = self._cols[name].all()
-                    vocab: dict[str, int] = {}
-                    codes = np.fromiter((vocab.setdefault(v, len(vocab)) for v in values),
-                                        dtype=np.int32, count=len(values))
-                    cache[name] = (codes, vocab)
-        return cache[name]
+
+        def build() -> tuple[np.ndarray, dict[str, int]]:
+            values = self._cols[name].all()
+            vocab: dict[str, int] = {}
+            codes = np.fromiter((vocab.setdefault(v, len(vocab)) for v in values),
+                                dtype=np.int32, count=len(values))
+            return codes, vocab
+
+        return self._cached(name, build)
 
     def match_rows(self, flt: SongFilter) -> np.ndarray:
         """Boolean mask of the songs that satisfy every constraint of ``flt``.
@@ -656,14 +665,9 @@ class SongIndex:
 
     def _season_bits(self) -> np.ndarray:
         """Each song's title seasons as a bitmask over ``SEASONS`` (computed once, cached)."""
-        cache = self.__dict__.setdefault("_code_cache", {})
-        if "_seasons" not in cache:
-            with self._id_lock:
-                if "_seasons" not in cache:
-                    cache["_seasons"] = np.fromiter(
-                        (facet_mask(seasons_in_title(t), SEASONS) for t in self.column("title")),
-                        dtype=np.uint8, count=self._n)
-        return cache["_seasons"]
+        return self._cached("_seasons", lambda: np.fromiter(
+            (facet_mask(seasons_in_title(t), SEASONS) for t in self.column("title")),
+            dtype=np.uint8, count=self._n))
 
     def search_filtered(self, vec: Any, k: int, flt: SongFilter,
                         exclude: Collection[str] = ()) -> list[tuple[Song, float]]:
@@ -674,15 +678,21 @@ class SongIndex:
         rows only, a normalised matmul is cheap (a few ms for 100k matches).
         """
         rows = np.flatnonzero(self.match_rows(flt))
-        if exclude and len(rows):
-            excl = _as_set(exclude)
-            rows = np.asarray([r for r in rows if self._ids[int(r)] not in excl], dtype=np.int64)
         if not len(rows):
             return []
+        k = _check_k(k)
         q = _unit_query(vec).astype(np.float32)
         v = self._rows[rows]
         sims = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)) @ q
-        top = np.argsort(-sims, kind="stable")[: _check_k(k)]
+        order = np.argsort(-sims, kind="stable")
+        if exclude:
+            # Skip excluded songs while walking the ranking, stopping at k: the same songs in
+            # the same order as dropping them first (the sort is stable), without decoding the
+            # id of every matching row (tens of thousands for a genre filter).
+            excl = _as_set(exclude)
+            kept = (i for i in order if self._ids[int(rows[i])] not in excl)
+            order = np.fromiter(itertools.islice(kept, k), dtype=np.int64)
+        top = order[:k]
         return [(self.song_at(int(rows[i])), float(sims[i])) for i in top]
 
     def _ids_to_rows(self) -> dict[str, int]:
