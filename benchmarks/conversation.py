@@ -152,13 +152,11 @@ async def run(split: str, quick: bool) -> dict:
             if PROBE.exists():
                 with PROBE.open(encoding="utf-8") as fh:
                     probe = list(csv.DictReader(fh))
-                text_key = "text" if probe and "text" in probe[0] else "sentence"
-                mood_key = "mood" if probe and "mood" in probe[0] else "label"
                 hits = []
                 for i, row in enumerate(probe):
-                    rep = await engine.respond(f"probe:{i}", row[text_key], channel="bench")
+                    rep = await engine.respond(f"probe:{i}", row["sentence"], channel="bench")
                     if rep.emotion is not None:
-                        hits.append(LABELS[int(np.argmax(rep.emotion))] == row[mood_key])
+                        hits.append(LABELS[int(np.argmax(rep.emotion))] == row["label"])
                 probe_acc = {"n": len(hits), "accuracy": round(float(np.mean(hits)), 4)
                              if hits else None}
             # today's path on the same messages, for the latency comparison

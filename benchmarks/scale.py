@@ -61,7 +61,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -78,7 +77,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.feedback import USERS, Event, create_recs, drive, plan  # noqa: E402
-from benchmarks.kakao import _payload, _summary, _utterance  # noqa: E402
+from benchmarks.kakao import _free_port, _payload, _summary, _utterance  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
@@ -159,12 +158,6 @@ def restart_durable(server: Any) -> None:
 
 
 # ---- replicas -----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Replica:
     """``python -m bot run`` with its own port and DATA_DIR on the shared database."""
 

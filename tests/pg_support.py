@@ -126,12 +126,12 @@ def server_or_skip() -> Iterator[PgServer]:
     """Yield a started server for a pytest fixture, or skip the tests that need it.
 
     Missing binaries skip; a server that is installed but will not start skips too, unless
-    ``MOODTUNE_REQUIRE_SERVICES`` (or the older ``MOODTUNE_REQUIRE_PG``) is set: CI sets it
+    ``MOODTUNE_REQUIRE_SERVICES`` is set: CI sets it
     after installing the packages, so there the tests run or fail, never skip silently.
     """
     import pytest
 
-    required = os.environ.get("MOODTUNE_REQUIRE_PG") or os.environ.get("MOODTUNE_REQUIRE_SERVICES")
+    required = os.environ.get("MOODTUNE_REQUIRE_SERVICES")
     try:
         server = start_server()
     except FileNotFoundError as exc:

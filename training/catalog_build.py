@@ -20,7 +20,6 @@ guess from mood and genre (``training.profile.derived_facets``) so requests can 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 from indexing.catalog import Catalog, Song, normalise
 from indexing.facets import GENRES, LANGS, SITUATIONS, TEMPOS, THEMES
 from inference.emotions import LABELS, index_of
+from training.label import song_id_for
 from training.profile import FusionModel, derived_facets, editorial_vector, genre_of
 
 __all__ = [
@@ -55,10 +55,6 @@ FEEDBACK_CAP = 0.35
 FEEDBACK_HALF = 20.0
 #: How much each reaction says about the mood it was given in (dislikes push away).
 _FEEDBACK_SIGNALS = {"love": 2.0, "like": 1.0, "play": 0.3, "skip": -0.2, "dislike": -0.7}
-
-EDITORIAL_FIELDS = ("mood", "also", "energy", "tempo", "dance", "situations", "themes", "genre",
-                    "year", "album", "lang", "confidence")
-
 
 def default_editorial_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "indexing" / "data" / "editorial"
@@ -88,12 +84,6 @@ class EditorialRecord:
     lang: str | None
     confidence: float
     file: str
-
-
-def _song_id(title: str, artist: str) -> str:
-    # Same rule as training.label.song_id_for (kept here to avoid importing the labeller).
-    h = hashlib.sha1(f"{normalise(title)}\x1f{normalise(artist)}".encode()).hexdigest()[:12]
-    return f"ta:{h}"
 
 
 def read_editorial(directory: str | Path | None = None) -> list[EditorialRecord]:
@@ -137,7 +127,7 @@ def _record(r: Mapping[str, Any], file: str) -> EditorialRecord:
     if r.get("genre") is not None and r["genre"] not in GENRES:
         raise ValueError(f"genre {r['genre']!r} is not a Kakao Arena genre name")
     return EditorialRecord(
-        song_id=str(r.get("song_id") or _song_id(title, artist)), title=title, artist=artist,
+        song_id=str(r.get("song_id") or song_id_for(title, artist)), title=title, artist=artist,
         mood=mood, also=also,
         energy=None if r.get("energy") is None else float(r["energy"]),
         tempo=r.get("tempo"), dance=None if r.get("dance") is None else float(r["dance"]),

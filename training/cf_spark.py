@@ -65,6 +65,7 @@ import numpy as np
 
 from indexing.cf import INFO_FILE, save_cf
 from training.cf import (
+    _DAY,
     SCOPES,
     SIGNALS,
     CFConfig,
@@ -76,6 +77,7 @@ from training.cf import (
     peak_rss_mb,
     side_items,
 )
+from training.feedback_source import COLUMNS
 
 __all__ = ["DEFAULT_SPARK_REGULARIZATION", "train_spark"]
 
@@ -88,15 +90,12 @@ __all__ = ["DEFAULT_SPARK_REGULARIZATION", "train_spark"]
 # model). 0.1 is the largest value of the plateau that reproduces the implicit model (the
 # benchmark's --sweep re-measures it; benchmarks/results/spark_cf.json has the 1×–100× run).
 DEFAULT_SPARK_REGULARIZATION = 0.1
-_DAY = 86_400.0
-
-
 def _say(progress: bool, msg: str) -> None:
     if progress:
         print(f"train-cf[spark]: {msg}", file=sys.stderr, flush=True)
 
 
-def _session(spark: Any, master: str | None) -> Any:
+def session_for(spark: Any, master: str | None) -> Any:
     """The caller's session, else the active one (tests, spark-submit), else a new local one."""
     if spark is not None:
         return spark
@@ -159,13 +158,13 @@ def train_spark(snapshot_parquet: str | os.PathLike[str], out_dir: str | os.Path
     if spark_regularization < 0:
         raise ValueError("spark_regularization must be >= 0")
     started = time.perf_counter()
-    spark = _session(spark, master)
+    spark = session_for(spark, master)
     _say(progress, f"reading {snapshot_parquet}")
     try:
         raw = spark.read.parquet(str(snapshot_parquet))
     except Exception as exc:  # AnalysisException for a missing path, assorted py4j errors
         raise CFTrainingError(f"cannot read the snapshot {snapshot_parquet}: {exc}") from exc
-    missing = {"user_id", "song_id", "signal", "scope", "created_at"} - set(raw.columns)
+    missing = set(COLUMNS) - set(raw.columns)
     if missing:
         raise CFTrainingError(f"{snapshot_parquet} lacks the columns {sorted(missing)}; write it "
                               "with training.feedback_source.export_parquet")

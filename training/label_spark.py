@@ -214,7 +214,7 @@ def _st(r: dict) -> SongText:
     return SongText(
         song_id=r["song_id"], title=r["title"], artist=r["artist"] or "", text=r["text"] or "",
         source=r["source"] or "lyrics", album=r["album"], genre=r["genre"],
-        year=None if r["year"] is None or r["year"] != r["year"] else int(r["year"]),
+        year=None if r["year"] is None else int(r["year"]),  # NaN is None (_none_for_nan)
         melon_id=r["melon_id"], extra=json.loads(r["extra"] or "{}"), intended=r["intended"])
 
 

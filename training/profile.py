@@ -35,7 +35,7 @@ annotated, but an annotated song always wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,5 +315,3 @@ def genre_of(*candidates: str | None) -> str | None:
     return None
 
 
-def unique_in_order(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))

@@ -5,9 +5,9 @@ the old one and renames it into place; the running bot picks it up with ``/retra
 runs this very command in a worker process) or at its next start. With no feedback in the
 window, or on any failure, the previous model is left as it was and the exit status is 1.
 
-This module cannot import ``bot`` (``training/`` must not), so ``DATABASE_PATH``/``DATA_DIR``
-are not read here: the defaults below are the settings' defaults; pass ``--db``/``--out`` when
-yours differ. ``--db`` takes a SQLite path or a ``postgresql://`` URL; without it,
+Training reads the store through ``bot.store``/``bot.store_pg`` (one owner of the feedback SQL)
+but not the bot's settings, so ``DATABASE_PATH``/``DATA_DIR`` are not read here: the defaults
+below are the settings' defaults; pass ``--db``/``--out`` when yours differ. ``--db`` takes a SQLite path or a ``postgresql://`` URL; without it,
 ``$DATABASE_URL`` (the PostgreSQL store's setting) is used when set.
 
 ``--engine spark`` trains the same model on Spark MLlib (:mod:`training.cf_spark`, which shows
@@ -105,15 +105,12 @@ def _train_spark(args: argparse.Namespace, db: str, catalog: Path, config: Any
     import tempfile
 
     from training.cf import CFTrainingError, read_song_meta
-    from training.spark import SparkUnavailableError, session
+    from training.spark import SparkUnavailableError
 
     try:
-        from pyspark.sql import SparkSession
+        from training.cf_spark import DEFAULT_SPARK_REGULARIZATION, session_for, train_spark
 
-        from training.cf_spark import DEFAULT_SPARK_REGULARIZATION, train_spark
-
-        spark = SparkSession.getActiveSession() or session("moodtune-train-cf",
-                                                           master=args.master)
+        spark = session_for(None, args.master)
     except (ImportError, SparkUnavailableError) as exc:
         from training.spark import spark_available
 
