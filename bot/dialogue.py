@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +173,6 @@ class Dialogue:
 
     async def _recommend_request(self: Recommender, user_id: str, text: str, req: Any,
                                  thread: Any, channel: str, k: int | None) -> Reply:
-        from bot.engine import Recommendation, Track
 
         k = k or self.settings.rec_k
         self._maybe_reload_cf()
@@ -194,25 +192,18 @@ class Dialogue:
         vec, rules, the_plan, ranked, relaxed = await loop.run_in_executor(
             self._pool, self._respond_work, index, cf, user_id, text, named, req, refine_mood,
             last_req, last_songs, seed, exclude, k)
-        used: set[str] = set()
-        tracks = [
-            Track(song_id=r.song.song_id, title=r.song.title, artist=r.song.artist,
-                  score=round(r.score, 4), vector=tuple(float(x) for x in r.song.vector),
-                  reason=reason(r, the_plan, i, used),
-                  link=r.song.link_for(self.settings.link_kind), album=r.song.album,
-                  genre=r.song.genre, year=r.song.year, facets=_facets(r.song))
-            for i, r in enumerate(ranked)]
+        used: set[str] = set()  # facets already mentioned: each reason says something new
+        reasons = [reason(r, the_plan, i, used) for i, r in enumerate(ranked)]
         explicit = bool(req.mood) or named is not None
         source = "similar" if seed is not None else "explicit" if explicit else "text"
-        rec = Recommendation(rec_id=uuid.uuid4().hex[:16], user_id=user_id,
-                             emotion=tuple(round(float(x), 4) for x in vec), source=source,
-                             tracks=tracks)
+        rec = self._recommendation(user_id, vec, ranked, reasons, source,
+                                   facets=[_facets(r.song) for r in ranked])
         request = {**the_plan.request, **({"rules": rules} if rules else {})}
         await self._remember(rec, channel, text, request=request)
         intro = _intro(vec, the_plan, req, relaxed, source, thread is not None)
-        if not tracks:
+        if not rec.tracks:
             intro += "\n아쉽게도 지금은 어울리는 노래를 찾지 못했어요."
-        return Reply("recommend", intro, tracks, rec.emotion, {**req.as_dict(), **request},
+        return Reply("recommend", intro, rec.tracks, rec.emotion, {**req.as_dict(), **request},
                      rec.rec_id, the_plan.strategy, source)
 
     def _respond_work(self: Recommender, index: Any, cf: Any, user_id: str, text: str,

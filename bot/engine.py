@@ -349,19 +349,28 @@ class Recommender(Dialogue):
         loop = asyncio.get_running_loop()
         vec, ranked = await loop.run_in_executor(
             self._pool, self._rank, index, cf, user_id, vec, text, k, exclude)
+        rec = self._recommendation(
+            user_id, vec, ranked, [explain(vec, r, explicit=source == "explicit") for r in ranked],
+            source)
+        await self._remember(rec, channel, text)
+        return rec
+
+    def _recommendation(self, user_id: str, vec: np.ndarray, ranked: Sequence[Any],
+                        reasons: Sequence[str], source: str,
+                        facets: Sequence[dict] | None = None) -> Recommendation:
+        """An answer (with a fresh ``rec_id``) from ranked songs and one reason each: the one
+        shape ``recommend()`` and ``respond()`` both store and show."""
         tracks = [
             Track(song_id=r.song.song_id, title=r.song.title, artist=r.song.artist,
                   score=round(r.score, 4), vector=tuple(float(x) for x in r.song.vector),
-                  reason=explain(vec, r, explicit=source == "explicit"),
-                  link=r.song.link_for(self.settings.link_kind),
-                  album=r.song.album, genre=r.song.genre, year=r.song.year)
-            for r in ranked
+                  reason=why, link=r.song.link_for(self.settings.link_kind),
+                  album=r.song.album, genre=r.song.genre, year=r.song.year,
+                  facets=facets[i] if facets is not None else {})
+            for i, (r, why) in enumerate(zip(ranked, reasons, strict=True))
         ]
-        rec = Recommendation(rec_id=uuid.uuid4().hex[:16], user_id=user_id,
-                             emotion=tuple(round(float(x), 4) for x in vec), source=source,
-                             tracks=tracks)
-        await self._remember(rec, channel, text)
-        return rec
+        return Recommendation(rec_id=uuid.uuid4().hex[:16], user_id=user_id,
+                              emotion=tuple(round(float(x), 4) for x in vec), source=source,
+                              tracks=tracks)
 
     def _rank(self, index: Any, cf: CFScorer | None, user_id: str, vec: np.ndarray | None,
               text: str | None, k: int, exclude: set[str]) -> tuple[np.ndarray, list]:
