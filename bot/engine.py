@@ -27,7 +27,7 @@ import numpy as np
 
 from bot.cf_share import CFShareError, CFSync, stamp_of
 from bot.conversation import mood_vector
-from bot.dialogue import Dialogue, Reply
+from bot.dialogue import Dialogue, Reply, lexicon_of
 from bot.feedback import Signal
 from bot.observability import Metrics, user_ref
 from bot.ranking import RankWeights, explain, rerank
@@ -217,6 +217,7 @@ class Recommender(Dialogue):
                 raise StartupError(str(exc)) from exc
         key = load_pseudonym_key(settings.resolved_pseudonym_key_path) if use_store else b""
         rec = cls(settings, classifier, index, store, metrics=metrics, pseudonym_key=key)
+        await asyncio.get_running_loop().run_in_executor(None, rec.lexicon)  # not on a request
         await rec.reload_cf(quiet=True)
         await rec.sync_cf()  # replicas: start on the newest shared model, not an older local one
         return rec
@@ -592,8 +593,10 @@ class Recommender(Dialogue):
                 self.settings.catalog_path or default_catalog_path())
             new_index = await loop.run_in_executor(
                 None, _build_and_load, self.settings, self.classifier, path)
+            lexicon = await loop.run_in_executor(None, lexicon_of, new_index)
             old = self._index
             self._index = new_index  # atomic reference swap; in-flight requests keep `old`
+            self._lexicon_cache = (new_index, lexicon)
             log.info("index swapped: %d -> %d songs in %.2fs", len(old), len(new_index),
                      time.perf_counter() - t0)
             return {"songs": len(new_index), "previous": len(old),
