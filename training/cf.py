@@ -47,8 +47,9 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,12 +72,15 @@ __all__ = [
     "build_matrix",
     "event_weights",
     "fit_als",
+    "matrix_stats",
+    "model_info",
     "peak_rss_mb",
     "read_feedback",
     "read_song_meta",
     "side_items",
     "train",
     "train_from_db",
+    "write_model",
 ]
 
 SIGNAL_WEIGHTS: dict[str, float] = {
@@ -395,19 +399,12 @@ def build_matrix(events: Events, config: CFConfig, *, now: float | None = None,
     song_artist = np.where(artist_of >= 0, artist_of.astype(np.int64) + n_s, -1)
     song_genre = np.where(genre_of >= 0, genre_of.astype(np.int64) + n_s + n_artists, -1)
     n_side = n_artists + n_genres
-    stats = {
-        "n_events": len(events),
-        "n_pairs": n_pairs,
-        "n_negative_pairs": int(np.count_nonzero(in_songs & (matrix.data < 0))),
-        "n_cancelled_pairs": cancelled,
-        "n_side_items": n_side,
-        "songs_with_metadata": int(np.count_nonzero((song_artist >= 0) | (song_genre >= 0))),
-        "density": round(n_pairs / max(n_u * n_s, 1), 6),
-        "events_by_signal": {s: int(np.count_nonzero(events.signal == k))
-                             for k, s in enumerate(SIGNALS)},
-        "events_by_scope": {s: int(np.count_nonzero(events.scope == k))
-                            for k, s in enumerate(SCOPES)},
-    }
+    stats = matrix_stats(
+        n_events=len(events), n_pairs=n_pairs,
+        n_negative=int(np.count_nonzero(in_songs & (matrix.data < 0))), cancelled=cancelled,
+        n_side=n_side, song_artist=song_artist, song_genre=song_genre, n_users=n_u, n_songs=n_s,
+        by_signal={s: int(np.count_nonzero(events.signal == k)) for k, s in enumerate(SIGNALS)},
+        by_scope={s: int(np.count_nonzero(events.scope == k)) for k, s in enumerate(SCOPES)})
     return TrainingMatrix(
         matrix=matrix, user_ids=[events.user_ids[u] for u in users], item_ids=item_ids,
         user_events=np.bincount(u_idx, minlength=n_u).astype(np.int64),
@@ -492,6 +489,61 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
+def matrix_stats(*, n_events: int, n_pairs: int, n_negative: int, cancelled: int, n_side: int,
+                 song_artist: np.ndarray, song_genre: np.ndarray, n_users: int, n_songs: int,
+                 by_signal: Mapping[str, int], by_scope: Mapping[str, int]) -> dict[str, Any]:
+    """The training matrix's figures recorded in ``cf.json`` (``metrics``), one shape for the
+    ``implicit`` and the Spark trainer so their artifacts compare field by field."""
+    return {
+        "n_events": n_events,
+        "n_pairs": n_pairs,
+        "n_negative_pairs": n_negative,
+        "n_cancelled_pairs": cancelled,
+        "n_side_items": n_side,
+        "songs_with_metadata": int(np.count_nonzero((song_artist >= 0) | (song_genre >= 0))),
+        "density": round(n_pairs / max(n_users * n_songs, 1), 6),
+        "events_by_signal": {s: by_signal.get(s, 0) for s in SIGNALS},
+        "events_by_scope": {s: by_scope.get(s, 0) for s in SCOPES},
+    }
+
+
+def model_info(config: CFConfig, *, data: Mapping[str, Any], n_events: int, confidence: str,
+               metrics: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+               head: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The trainer's part of ``cf.json`` (``save_cf`` adds the format fields and checksums):
+    ``head`` first (e.g. the engine), then data range, hyper-parameters (``config`` plus
+    ``params``), how confidence and item factors were made, scoring, metrics."""
+    hyper = asdict(config)
+    hyper["signal_weights"] = dict(config.signal_weights)
+    hyper["scope_weights"] = dict(config.scope_weights)
+    hyper.update(params or {})
+    return {
+        **(head or {}),
+        "data": dict(data),
+        "n_events": n_events,
+        "hyper_parameters": hyper,
+        "confidence": confidence,
+        "item_factors": "song factor blended with its artist and genre pseudo-item factors by "
+                        "evidence: (n*v_song + artist_prior*v_artist + genre_prior*v_genre) / "
+                        "(n + priors)",
+        "scoring": {"shrink_events": config.shrink_events},
+        "metrics": dict(metrics),
+    }
+
+
+def write_model(out_dir: str | os.PathLike[str], *, user_ids: Sequence[str],
+                item_ids: Sequence[str], user_factors: np.ndarray, item_factors: np.ndarray,
+                user_events: np.ndarray, info: Mapping[str, Any]) -> tuple[Path, str]:
+    """Install the artifact (``indexing.cf.save_cf``); ``(path, model_id)``. Any failure is a
+    :class:`CFTrainingError` and leaves the previous model in place."""
+    try:
+        out = save_cf(out_dir, user_ids=user_ids, item_ids=item_ids, user_factors=user_factors,
+                      item_factors=item_factors, user_events=user_events, info=info)
+    except Exception as exc:
+        raise CFTrainingError(str(exc)) from exc
+    return out, json.loads((out / INFO_FILE).read_text(encoding="utf-8"))["model_id"]
+
+
 def train(events: Events, out_dir: str | os.PathLike[str], config: CFConfig | None = None, *,
           song_meta: SongMeta | None = None, since: float | None = None,
           until: float | None = None, progress: bool = False,
@@ -511,42 +563,23 @@ def train(events: Events, out_dir: str | os.PathLike[str], config: CFConfig | No
     itf = blend_item_factors(tm, all_items, config)
     fitted = time.perf_counter()
     auc = _sampled_auc(tm, uf, itf, config.seed)
-    params = asdict(config)
-    params["signal_weights"] = dict(config.signal_weights)
-    params["scope_weights"] = dict(config.scope_weights)
-    info = {
-        "data": {
-            "since": since,
-            "until": until,
-            "first_event_at": float(events.time.min()),
-            "last_event_at": float(events.time.max()),
-            **({"source": dict(source)} if source else {}),
-        },
-        "n_events": len(events),
-        "hyper_parameters": params,
-        "confidence": "sign(w) * (1 + alpha*|w|), w = sum of signal*scope*decay per (user, "
-                      "song); negative = preference 0 with that confidence (implicit ALS)",
-        "item_factors": "song factor blended with its artist and genre pseudo-item factors by "
-                        "evidence: (n*v_song + artist_prior*v_artist + genre_prior*v_genre) / "
-                        "(n + priors)",
-        "scoring": {"shrink_events": config.shrink_events},
-        "metrics": {
-            **tm.stats,
-            "skipped_rows": events.skipped,
-            "matrix_seconds": round(built - started, 3),
-            "fit_seconds": round(fitted - built, 3),
-            "sampled_train_auc": round(auc, 4),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        },
-    }
-    try:
-        out = save_cf(out_dir, user_ids=tm.user_ids, item_ids=tm.item_ids, user_factors=uf,
-                      item_factors=itf, user_events=tm.user_events, info=info)
-    except Exception as exc:
-        raise CFTrainingError(str(exc)) from exc
-    written = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
+    info = model_info(
+        config,
+        data={"since": since, "until": until, "first_event_at": float(events.time.min()),
+              "last_event_at": float(events.time.max()),
+              **({"source": dict(source)} if source else {})},
+        n_events=len(events),
+        confidence="sign(w) * (1 + alpha*|w|), w = sum of signal*scope*decay per (user, "
+                   "song); negative = preference 0 with that confidence (implicit ALS)",
+        metrics={**tm.stats, "skipped_rows": events.skipped,
+                 "matrix_seconds": round(built - started, 3),
+                 "fit_seconds": round(fitted - built, 3), "sampled_train_auc": round(auc, 4),
+                 "peak_rss_mb": round(peak_rss_mb(), 1)})
+    out, model_id = write_model(out_dir, user_ids=tm.user_ids, item_ids=tm.item_ids,
+                                user_factors=uf, item_factors=itf, user_events=tm.user_events,
+                                info=info)
     return {
-        "model_id": written["model_id"],
+        "model_id": model_id,
         "out": str(out),
         "users": len(tm.user_ids),
         "songs": tm.n_songs,

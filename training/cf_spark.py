@@ -53,17 +53,14 @@ on the driver's local disk (``--out``), where the bot reads it; ``/retrain`` sti
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from indexing.cf import INFO_FILE, save_cf
 from training.cf import (
     _DAY,
     SCOPES,
@@ -74,8 +71,11 @@ from training.cf import (
     SongMeta,
     TrainingMatrix,
     blend_item_factors,
+    matrix_stats,
+    model_info,
     peak_rss_mb,
     side_items,
+    write_model,
 )
 from training.feedback_source import COLUMNS
 
@@ -278,59 +278,30 @@ def train_spark(snapshot_parquet: str | os.PathLike[str], out_dir: str | os.Path
     _say(progress, f"writing {out_dir}")
     from pyspark import __version__ as spark_version
 
-    params = asdict(config)
-    params["signal_weights"] = dict(config.signal_weights)
-    params["scope_weights"] = dict(config.scope_weights)
-    params["spark_regularization"] = spark_regularization
-    stats = {
-        "n_events": n_events,
-        "n_pairs": n_pairs,
-        "n_negative_pairs": n_negative,
-        "n_cancelled_pairs": cancelled,
-        "n_side_items": n_artists + n_genres,
-        "songs_with_metadata": int(np.count_nonzero((song_artist >= 0) | (song_genre >= 0))),
-        "density": round(n_pairs / max(n_u * n_s, 1), 6),
-        "events_by_signal": {s: by_signal.get(s, 0) for s in SIGNALS},
-        "events_by_scope": {s: by_scope.get(s, 0) for s in SCOPES},
-    }
-    info = {
-        "engine": "spark",
-        "spark": {"version": spark_version, "master": spark.sparkContext.master,
-                  "regParam": spark_regularization, "rank": rank,
-                  "regularization_note": "ALS-WR: regParam × the row's positive ratings"},
-        "data": {
-            "since": since,
-            "until": until,
-            "first_event_at": float(span["t0"]),
-            "last_event_at": float(span["t1"]),
-            "snapshot": str(snapshot_parquet),
-            **({"source": dict(source)} if source else {}),
-        },
-        "n_events": n_events,
-        "hyper_parameters": params,
-        "confidence": "Spark implicit ALS on the net w = sum of signal*scope*decay per (user, "
-                      "item): confidence 1 + alpha*|w|, preference 1 if w > 0 else 0",
-        "item_factors": "song factor blended with its artist and genre pseudo-item factors by "
-                        "evidence: (n*v_song + artist_prior*v_artist + genre_prior*v_genre) / "
-                        "(n + priors)",
-        "scoring": {"shrink_events": config.shrink_events},
-        "metrics": {
-            **stats,
-            "skipped_rows": skipped,
-            "matrix_seconds": round(built - started, 3),
-            "fit_seconds": round(fitted - built, 3),
-            "sampled_train_auc": round(auc, 4),
-            "driver_peak_rss_mb": round(peak_rss_mb(), 1),
-        },
-    }
-    try:
-        out = save_cf(out_dir, user_ids=user_ids, item_ids=item_ids, user_factors=uf,
-                      item_factors=itf, user_events=user_events, info=info)
-    except Exception as exc:
-        raise CFTrainingError(str(exc)) from exc
-    written = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
+    stats = matrix_stats(
+        n_events=n_events, n_pairs=n_pairs, n_negative=n_negative, cancelled=cancelled,
+        n_side=n_artists + n_genres, song_artist=song_artist, song_genre=song_genre,
+        n_users=n_u, n_songs=n_s, by_signal=by_signal, by_scope=by_scope)
+    info = model_info(
+        config,
+        head={"engine": "spark",
+              "spark": {"version": spark_version, "master": spark.sparkContext.master,
+                        "regParam": spark_regularization, "rank": rank,
+                        "regularization_note": "ALS-WR: regParam × the row's positive ratings"}},
+        data={"since": since, "until": until, "first_event_at": float(span["t0"]),
+              "last_event_at": float(span["t1"]), "snapshot": str(snapshot_parquet),
+              **({"source": dict(source)} if source else {})},
+        n_events=n_events,
+        params={"spark_regularization": spark_regularization},
+        confidence="Spark implicit ALS on the net w = sum of signal*scope*decay per (user, "
+                   "item): confidence 1 + alpha*|w|, preference 1 if w > 0 else 0",
+        metrics={**stats, "skipped_rows": skipped, "matrix_seconds": round(built - started, 3),
+                 "fit_seconds": round(fitted - built, 3), "sampled_train_auc": round(auc, 4),
+                 "driver_peak_rss_mb": round(peak_rss_mb(), 1)})
+    out, model_id = write_model(out_dir, user_ids=user_ids, item_ids=item_ids, user_factors=uf,
+                                item_factors=itf, user_events=user_events, info=info)
     return {
-        "model_id": written["model_id"],
+        "model_id": model_id,
         "engine": "spark",
         "out": str(out),
         "users": n_u,
